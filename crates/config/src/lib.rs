@@ -1,1 +1,245 @@
-//! placeholder
+//! The agent's configuration, parsed from an environment-style map.
+//!
+//! Parsing takes a map rather than reading the process environment so that it is
+//! testable and so that only `apps/` touches the real environment. Every problem
+//! is reported with the variable that caused it, and all problems are reported at
+//! once, so `check-config` can explain a broken `.env` in one run.
+
+mod parse;
+mod variables;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use heartbeat_core::{DnsOverrideMode, Target, TargetKind, Url};
+use jiff::tz::TimeZone;
+
+pub use variables::{VARIABLES, Variable, help_text};
+
+/// One configuration mistake, tied to the variable that holds it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}: {message}")]
+pub struct ConfigError {
+    pub variable: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(variable: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            variable: variable.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Every mistake found in one configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        writeln!(
+            f,
+            "{n} configuration error{}:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for e in &self.0 {
+            writeln!(f, "  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `INTERNAL_DNS_OVERRIDE_*`: connect to a fixed IP instead of resolving target hosts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnsOverride {
+    pub ip: IpAddr,
+    pub mode: DnsOverrideMode,
+    /// Exact host names it applies to; `None` means every HTTP target with a host name.
+    pub hosts: Option<Vec<String>>,
+}
+
+/// Fully validated agent settings.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub targets: Vec<Target>,
+    pub loop_interval: Duration,
+    pub service_timeout: Duration,
+    pub status_change_threshold: u32,
+    pub time_zone: TimeZone,
+    pub time_zone_name: String,
+    pub sqlite_db_path: PathBuf,
+    pub dns_override: Option<DnsOverride>,
+    /// Connectivity check target; `None` when disabled with an empty `PING_URL`.
+    pub ping_url: Option<Url>,
+    pub force_ipv4: bool,
+    pub docker_host: Option<String>,
+}
+
+pub const DEFAULT_PING_URL: &str = "http://www.google.com/";
+
+impl AgentConfig {
+    /// Parses and validates a configuration; reports every error found.
+    pub fn from_map(env: &BTreeMap<String, String>) -> Result<AgentConfig, ConfigErrors> {
+        let mut errors = Vec::new();
+        let mut p = parse::Reader::new(env, &mut errors);
+
+        let loop_interval = p.seconds("LOOP_INTERVAL_SECONDS", 10.0);
+        let service_timeout = p.seconds("SERVICE_TIMEOUT_SECONDS", 2.0);
+        let status_change_threshold = p.positive_int("STATUS_CHANGE_THRESHOLD", 4);
+        let (time_zone, time_zone_name) = p.time_zone("TZ");
+        let sqlite_db_path = PathBuf::from(p.string("SQLITE_DB_PATH", "data/metrics.db"));
+        let ping_url = p.optional_url("PING_URL", DEFAULT_PING_URL);
+        let force_ipv4 = p.boolean("FORCE_IPV4", true);
+        let docker_host = p.non_empty("DOCKER_HOST");
+        let dns_override = p.dns_override();
+
+        let targets = parse::targets(env, service_timeout, dns_override.as_ref(), &mut errors);
+
+        if errors.is_empty() {
+            Ok(AgentConfig {
+                targets,
+                loop_interval,
+                service_timeout,
+                status_change_threshold,
+                time_zone,
+                time_zone_name,
+                sqlite_db_path,
+                dns_override,
+                ping_url,
+                force_ipv4,
+                docker_host,
+            })
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Hosts that are reached through the DNS override in `tls` mode; the HTTP
+    /// client pins these host names to the override IP.
+    pub fn tls_override_hosts(&self) -> Vec<(String, IpAddr)> {
+        let mut hosts: Vec<(String, IpAddr)> = self
+            .targets
+            .iter()
+            .filter_map(|t| match &t.kind {
+                TargetKind::Http(h) => match h.dns_override {
+                    Some((ip, DnsOverrideMode::Tls)) => {
+                        h.url.host_str().map(|host| (host.to_owned(), ip))
+                    }
+                    _ => None,
+                },
+                TargetKind::Docker { .. } => None,
+            })
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        hosts
+    }
+
+    /// A human-readable table of the resolved configuration, with secrets redacted.
+    pub fn describe(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let secs = |d: Duration| format!("{} s", d.as_secs_f64());
+        let _ = writeln!(out, "Settings");
+        let rows: Vec<(&str, String)> = vec![
+            ("LOOP_INTERVAL_SECONDS", secs(self.loop_interval)),
+            ("SERVICE_TIMEOUT_SECONDS", secs(self.service_timeout)),
+            (
+                "STATUS_CHANGE_THRESHOLD",
+                self.status_change_threshold.to_string(),
+            ),
+            ("TZ", self.time_zone_name.clone()),
+            ("SQLITE_DB_PATH", self.sqlite_db_path.display().to_string()),
+            (
+                "PING_URL",
+                self.ping_url
+                    .as_ref()
+                    .map(heartbeat_core::redact_url)
+                    .unwrap_or_else(|| "(connectivity check disabled)".into()),
+            ),
+            ("FORCE_IPV4", self.force_ipv4.to_string()),
+            (
+                "DOCKER_HOST",
+                self.docker_host
+                    .clone()
+                    .unwrap_or_else(|| "unix:///var/run/docker.sock".into()),
+            ),
+            (
+                "INTERNAL_DNS_OVERRIDE_IP",
+                match &self.dns_override {
+                    None => "(off)".into(),
+                    Some(o) => format!(
+                        "{} ({} mode, {})",
+                        o.ip,
+                        o.mode.as_str(),
+                        match &o.hosts {
+                            None => "all HTTP targets with a host name".to_owned(),
+                            Some(h) => format!("hosts: {}", h.join(", ")),
+                        }
+                    ),
+                },
+            ),
+        ];
+        for (k, v) in rows {
+            let _ = writeln!(out, "  {k:<26} {v}");
+        }
+        let _ = writeln!(out, "\nTargets ({})", self.targets.len());
+        let name_w = self
+            .targets
+            .iter()
+            .map(|t| t.name.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        let _ = writeln!(
+            out,
+            "  {:<name_w$}  {:<6}  {:<8}  {}",
+            "NAME", "KIND", "TIMEOUT", "ADDRESS / DETAILS"
+        );
+        for t in &self.targets {
+            let mut details = t.display_url();
+            if let TargetKind::Http(h) = &t.kind {
+                details.push_str(&format!(
+                    "  method={} expect={}",
+                    h.method.as_str(),
+                    h.expected
+                ));
+                if let Some((ip, mode)) = h.dns_override {
+                    details.push_str(&format!(" via={ip}({})", mode.as_str()));
+                }
+                if !h.headers.is_empty() {
+                    let names: Vec<String> = h
+                        .headers
+                        .iter()
+                        .map(|hd| format!("{}: <redacted>", hd.name))
+                        .collect();
+                    details.push_str(&format!(" headers=[{}]", names.join(", ")));
+                }
+            }
+            let _ = writeln!(
+                out,
+                "  {:<name_w$}  {:<6}  {:<8}  {}",
+                t.name,
+                t.kind_str(),
+                secs(t.timeout),
+                details
+            );
+        }
+        if self.targets.is_empty() {
+            let _ = writeln!(
+                out,
+                "  (none: add SERVICE_URL_<name>=https://... or docker:<container>)"
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,252 @@
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use heartbeat_core::{ExpectedStatus, ProbeMethod};
+
+fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn errors_of(pairs: &[(&str, &str)]) -> Vec<ConfigError> {
+    match AgentConfig::from_map(&env(pairs)) {
+        Ok(_) => panic!("expected configuration errors for {pairs:?}"),
+        Err(ConfigErrors(e)) => e,
+    }
+}
+
+fn http(t: &Target) -> &heartbeat_core::HttpTarget {
+    match &t.kind {
+        TargetKind::Http(h) => h,
+        TargetKind::Docker { .. } => panic!("{} is not http", t.name),
+    }
+}
+
+#[test]
+fn defaults_match_the_replaced_system() {
+    let c = AgentConfig::from_map(&env(&[])).unwrap();
+    assert_eq!(c.loop_interval, Duration::from_secs(10));
+    assert_eq!(c.service_timeout, Duration::from_secs(2));
+    assert_eq!(c.status_change_threshold, 4);
+    assert_eq!(c.time_zone_name, "UTC");
+    assert_eq!(c.sqlite_db_path, PathBuf::from("data/metrics.db"));
+    assert!(c.force_ipv4);
+    assert_eq!(c.ping_url.unwrap().as_str(), DEFAULT_PING_URL);
+    assert!(c.dns_override.is_none());
+    assert!(c.targets.is_empty());
+}
+
+#[test]
+fn targets_are_discovered_with_their_case_and_options() {
+    let c = AgentConfig::from_map(&env(&[
+        ("SERVICE_URL_Api", "https://api.example.com/health"),
+        ("SERVICE_URL_db", "docker:postgres-1"),
+        (
+            "SERVICE_HEADERS_Api",
+            "x-check:true, Authorization:Bearer a:b:c",
+        ),
+        ("SERVICE_TIMEOUT_SECONDS_Api", "0.5"),
+        ("SERVICE_METHOD_Api", "get"),
+        ("SERVICE_EXPECTED_STATUS_Api", "200-299,418"),
+        ("SERVICE_TIMEOUT_SECONDS", "3"),
+    ]))
+    .unwrap();
+    let names: Vec<&str> = c.targets.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["Api", "db"]);
+    let api = http(&c.targets[0]);
+    assert_eq!(c.targets[0].timeout, Duration::from_millis(500));
+    assert_eq!(api.method, ProbeMethod::Get);
+    assert_eq!(api.expected, ExpectedStatus(vec![(200, 299), (418, 418)]));
+    assert_eq!(api.headers.len(), 2);
+    assert_eq!(api.headers[1].name, "Authorization");
+    // Split at the first colon only: values may contain colons.
+    assert_eq!(api.headers[1].value.expose(), "Bearer a:b:c");
+    assert_eq!(c.targets[1].timeout, Duration::from_secs(3));
+    assert_eq!(
+        c.targets[1].kind,
+        TargetKind::Docker {
+            container: "postgres-1".into()
+        }
+    );
+}
+
+#[test]
+fn every_bad_value_names_its_variable() {
+    let cases: &[(&str, &str)] = &[
+        ("SERVICE_URL_a", "ftp://example.com"),
+        ("SERVICE_URL_a", "http://"),
+        ("SERVICE_URL_a", "not a url"),
+        ("SERVICE_URL_a", "docker:"),
+        ("SERVICE_URL_a", "docker:bad name!"),
+        ("SERVICE_URL_a", ""),
+        ("SERVICE_URL_", "http://x"),
+        ("LOOP_INTERVAL_SECONDS", "ten"),
+        ("LOOP_INTERVAL_SECONDS", "0"),
+        ("LOOP_INTERVAL_SECONDS", "-5"),
+        ("LOOP_INTERVAL_SECONDS", "NaN"),
+        ("SERVICE_TIMEOUT_SECONDS", "inf"),
+        ("STATUS_CHANGE_THRESHOLD", "0"),
+        ("STATUS_CHANGE_THRESHOLD", "2.5"),
+        ("TZ", "Mars/Olympus"),
+        ("PING_URL", "www.google.com"),
+        ("FORCE_IPV4", "maybe"),
+        ("INTERNAL_DNS_OVERRIDE_IP", "10.0.0.300"),
+        ("INTERNAL_DNS_OVERRIDE_MODE", "magic"),
+    ];
+    for (key, value) in cases {
+        let errors = errors_of(&[(key, value)]);
+        assert_eq!(errors.len(), 1, "{key}={value:?}: {errors:?}");
+        assert_eq!(errors[0].variable, *key, "{key}={value:?}: {errors:?}");
+    }
+}
+
+#[test]
+fn bad_per_target_options_name_their_variable_and_hide_header_values() {
+    let cases: &[(&str, &str)] = &[
+        ("SERVICE_HEADERS_a", "Authorization Bearer s3cr3t"),
+        ("SERVICE_HEADERS_a", ":s3cr3t"),
+        ("SERVICE_HEADERS_a", "bad header:s3cr3t"),
+        ("SERVICE_HEADERS_a", "X:s3cr3t\u{7}"),
+        ("SERVICE_TIMEOUT_SECONDS_a", "fast"),
+        ("SERVICE_METHOD_a", "DELETE"),
+        ("SERVICE_EXPECTED_STATUS_a", "2xx"),
+        ("SERVICE_EXPECTED_STATUS_a", "299-200"),
+        ("SERVICE_EXPECTED_STATUS_a", "700"),
+        ("SERVICE_DNS_OVERRIDE_a", "perhaps"),
+    ];
+    for (key, value) in cases {
+        let errors = errors_of(&[("SERVICE_URL_a", "http://a.example"), (key, value)]);
+        assert_eq!(errors.len(), 1, "{key}={value:?}: {errors:?}");
+        assert_eq!(errors[0].variable, *key);
+        assert!(
+            !errors[0].to_string().contains("s3cr3t"),
+            "secret leaked: {}",
+            errors[0]
+        );
+    }
+}
+
+#[test]
+fn options_for_missing_targets_are_reported_as_typos() {
+    let errors = errors_of(&[
+        ("SERVICE_URL_api", "http://a.example"),
+        ("SERVICE_HEADERS_API", "X:1"),
+    ]);
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].variable, "SERVICE_HEADERS_API");
+    assert!(errors[0].message.contains("SERVICE_URL_API"));
+}
+
+#[test]
+fn http_options_on_a_docker_target_are_rejected() {
+    let errors = errors_of(&[
+        ("SERVICE_URL_db", "docker:pg"),
+        ("SERVICE_HEADERS_db", "X:1"),
+    ]);
+    assert_eq!(errors[0].variable, "SERVICE_HEADERS_db");
+}
+
+#[test]
+fn all_errors_are_reported_together() {
+    let errors = errors_of(&[
+        ("SERVICE_URL_a", "gopher://x"),
+        ("SERVICE_URL_b", "docker:"),
+        ("LOOP_INTERVAL_SECONDS", "x"),
+    ]);
+    let mut vars: Vec<&str> = errors.iter().map(|e| e.variable.as_str()).collect();
+    vars.sort();
+    assert_eq!(
+        vars,
+        ["LOOP_INTERVAL_SECONDS", "SERVICE_URL_a", "SERVICE_URL_b"]
+    );
+}
+
+#[test]
+fn dns_override_matches_exact_hosts_and_honours_opt_out() {
+    let c = AgentConfig::from_map(&env(&[
+        ("INTERNAL_DNS_OVERRIDE_IP", "10.0.0.5"),
+        ("INTERNAL_DNS_OVERRIDE_HOSTS", "app.example.com"),
+        ("SERVICE_URL_app", "https://app.example.com/"),
+        // A substring match would wrongly catch this one.
+        ("SERVICE_URL_other", "https://myapp.example.com.evil.net/"),
+        ("SERVICE_URL_ip", "http://192.168.1.1/"),
+    ]))
+    .unwrap();
+    let ip: IpAddr = "10.0.0.5".parse().unwrap();
+    assert_eq!(
+        http(&c.targets[0]).dns_override,
+        Some((ip, DnsOverrideMode::Legacy))
+    );
+    assert_eq!(http(&c.targets[1]).dns_override, None);
+    assert_eq!(http(&c.targets[2]).dns_override, None);
+
+    let c = AgentConfig::from_map(&env(&[
+        ("INTERNAL_DNS_OVERRIDE_IP", "10.0.0.5"),
+        ("INTERNAL_DNS_OVERRIDE_MODE", "tls"),
+        ("SERVICE_URL_a", "https://a.example.com/"),
+        ("SERVICE_URL_b", "https://b.example.com/"),
+        ("SERVICE_DNS_OVERRIDE_b", "false"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        http(&c.targets[0]).dns_override,
+        Some((ip, DnsOverrideMode::Tls))
+    );
+    assert_eq!(http(&c.targets[1]).dns_override, None);
+    assert_eq!(
+        c.tls_override_hosts(),
+        vec![("a.example.com".to_owned(), ip)]
+    );
+}
+
+#[test]
+fn empty_ping_url_disables_the_connectivity_check() {
+    let c = AgentConfig::from_map(&env(&[("PING_URL", "")])).unwrap();
+    assert!(c.ping_url.is_none());
+    let c = AgentConfig::from_map(&env(&[("PING_URL", "https://1.1.1.1/")])).unwrap();
+    assert_eq!(c.ping_url.unwrap().as_str(), "https://1.1.1.1/");
+}
+
+#[test]
+fn describe_redacts_header_values_and_url_credentials() {
+    let c = AgentConfig::from_map(&env(&[
+        ("SERVICE_URL_a", "https://user:pa55word@a.example.com/"),
+        ("SERVICE_HEADERS_a", "Authorization:Bearer t0ken"),
+    ]))
+    .unwrap();
+    let text = c.describe();
+    assert!(text.contains("Authorization: <redacted>"), "{text}");
+    assert!(
+        !text.contains("t0ken") && !text.contains("pa55word"),
+        "{text}"
+    );
+    assert!(!format!("{c:?}").contains("t0ken"));
+}
+
+#[test]
+fn help_documents_every_variable_the_parser_reads() {
+    let help = help_text();
+    for name in [
+        "LOOP_INTERVAL_SECONDS",
+        "SERVICE_TIMEOUT_SECONDS",
+        "STATUS_CHANGE_THRESHOLD",
+        "TZ",
+        "SQLITE_DB_PATH",
+        "PING_URL",
+        "FORCE_IPV4",
+        "DOCKER_HOST",
+        "INTERNAL_DNS_OVERRIDE_IP",
+        "INTERNAL_DNS_OVERRIDE_MODE",
+        "INTERNAL_DNS_OVERRIDE_HOSTS",
+    ] {
+        assert!(help.contains(name), "{name} missing from help");
+    }
+    for prefix in parse::PER_TARGET_PREFIXES {
+        assert!(
+            help.contains(&format!("{prefix}<name>")),
+            "{prefix} missing"
+        );
+    }
+}

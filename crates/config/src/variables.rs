@@ -1,0 +1,121 @@
+//! The documented list of every variable the agent reads. `--help` prints it and
+//! the README mirrors it, so there is one place to add a new one.
+
+/// One configuration variable, as documented to users.
+#[derive(Debug, Clone, Copy)]
+pub struct Variable {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub description: &'static str,
+}
+
+const fn var(name: &'static str, default: &'static str, description: &'static str) -> Variable {
+    Variable {
+        name,
+        default,
+        description,
+    }
+}
+
+pub const VARIABLES: &[Variable] = &[
+    var(
+        "SERVICE_URL_<name>",
+        "",
+        "A target: http://..., https://... or docker:<container name or id>. <name> is the target's id and keeps its case.",
+    ),
+    var(
+        "SERVICE_HEADERS_<name>",
+        "",
+        "Extra request headers, \"Name:Value,Name:Value\" (split at the first ':'). Values are secrets: never logged or stored.",
+    ),
+    var(
+        "SERVICE_TIMEOUT_SECONDS_<name>",
+        "SERVICE_TIMEOUT_SECONDS",
+        "Per-target timeout in seconds (fractions allowed).",
+    ),
+    var(
+        "SERVICE_METHOD_<name>",
+        "HEAD",
+        "HEAD (falls back to GET on 405/501), GET or POST.",
+    ),
+    var(
+        "SERVICE_EXPECTED_STATUS_<name>",
+        "200-399",
+        "Status codes that count as healthy, e.g. 200-299,401.",
+    ),
+    var(
+        "SERVICE_DNS_OVERRIDE_<name>",
+        "true",
+        "Set to false to exempt this target from INTERNAL_DNS_OVERRIDE_IP.",
+    ),
+    var(
+        "LOOP_INTERVAL_SECONDS",
+        "10",
+        "Seconds between cycle starts (fractions allowed). Cycles run on a fixed grid, with no drift.",
+    ),
+    var(
+        "SERVICE_TIMEOUT_SECONDS",
+        "2",
+        "Default probe timeout in seconds (fractions allowed).",
+    ),
+    var(
+        "STATUS_CHANGE_THRESHOLD",
+        "4",
+        "Consecutive failed cycles before a target is considered down.",
+    ),
+    var(
+        "TZ",
+        "UTC",
+        "IANA time zone for display and alert texts. Storage is always UTC.",
+    ),
+    var(
+        "SQLITE_DB_PATH",
+        "data/metrics.db",
+        "The SQLite database. A database written by the replaced Python agent is adopted in place.",
+    ),
+    var(
+        "PING_URL",
+        "http://www.google.com/",
+        "Connectivity check target (HEAD). Set it empty to disable the check.",
+    ),
+    var(
+        "FORCE_IPV4",
+        "true",
+        "Resolve target host names to IPv4 addresses only.",
+    ),
+    var(
+        "INTERNAL_DNS_OVERRIDE_IP",
+        "",
+        "Connect to this IP instead of resolving target hosts (for targets behind a local reverse proxy).",
+    ),
+    var(
+        "INTERNAL_DNS_OVERRIDE_MODE",
+        "legacy",
+        "legacy: plain HTTP to the IP with the original Host header (the replaced system's behaviour). tls: keep https and use the URL's host for SNI and certificate checks.",
+    ),
+    var(
+        "INTERNAL_DNS_OVERRIDE_HOSTS",
+        "",
+        "Comma-separated exact host names the override applies to. Empty: every HTTP target with a host name.",
+    ),
+    var(
+        "DOCKER_HOST",
+        "unix:///var/run/docker.sock",
+        "Docker Engine address for docker: targets and the container count.",
+    ),
+    var("RUST_LOG", "info", "Log filter, e.g. heartbeat=debug."),
+    var("LOG_FORMAT", "text", "text or json."),
+];
+
+/// The variable reference as printed by `--help`.
+pub fn help_text() -> String {
+    let mut out = String::from("Configuration (environment variables or .env):\n");
+    for v in VARIABLES {
+        out.push_str(&format!("  {}\n      {}", v.name, v.description));
+        if !v.default.is_empty() {
+            out.push_str(&format!(" [default: {}]", v.default));
+        }
+        out.push('\n');
+    }
+    out
+}

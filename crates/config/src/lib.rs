@@ -197,10 +197,10 @@ impl AgentConfig {
             .max()
             .unwrap_or(4)
             .max(4);
+        let (name, kind, timeout) = ("NAME", "KIND", "TIMEOUT");
         let _ = writeln!(
             out,
-            "  {:<name_w$}  {:<6}  {:<8}  {}",
-            "NAME", "KIND", "TIMEOUT", "ADDRESS / DETAILS"
+            "  {name:<name_w$}  {kind:<6}  {timeout:<8}  ADDRESS / DETAILS"
         );
         for t in &self.targets {
             let mut details = t.display_url();

@@ -1,1 +1,26 @@
-//! placeholder
+//! The agent's work loop: every tick of a drift-free schedule it probes all
+//! targets concurrently, samples the host, and commits the cycle in one
+//! transaction.
+//!
+//! Binaries wire this up; nothing here reads the process environment.
+
+mod cycle;
+mod host;
+mod runner;
+mod schedule;
+
+pub use cycle::Monitor;
+pub use host::HostSampler;
+pub use runner::{RunOptions, run};
+pub use schedule::{Schedule, Tick};
+
+/// Failures that stop the agent from starting or running.
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error("cannot set up HTTP probing: {0}")]
+    Probe(#[from] heartbeat_probe::ProbeError),
+    #[error("database: {0}")]
+    Store(#[from] heartbeat_store::StoreError),
+    #[error("database writer stopped unexpectedly")]
+    WriterGone,
+}

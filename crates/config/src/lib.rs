@@ -5,6 +5,7 @@
 //! is reported with the variable that caused it, and all problems are reported at
 //! once, so `check-config` can explain a broken `.env` in one run.
 
+mod alerting;
 mod parse;
 mod variables;
 
@@ -17,6 +18,7 @@ use std::time::Duration;
 use heartbeat_core::{DnsOverrideMode, Target, TargetKind, Url};
 use jiff::tz::TimeZone;
 
+pub use alerting::{AlertConfig, Maintenance, OutboundHeartbeat, Window};
 pub use variables::{VARIABLES, Variable, help_text};
 
 /// One configuration mistake, tied to the variable that holds it.
@@ -79,6 +81,7 @@ pub struct AgentConfig {
     pub ping_url: Option<Url>,
     pub force_ipv4: bool,
     pub docker_host: Option<String>,
+    pub alerts: AlertConfig,
 }
 
 pub const DEFAULT_PING_URL: &str = "http://www.google.com/";
@@ -99,6 +102,14 @@ impl AgentConfig {
         let docker_host = p.non_empty("DOCKER_HOST");
         let dns_override = p.dns_override();
 
+        let alerts_partial = {
+            // Target names are needed to validate MAINTENANCE_<name>; collect them first.
+            let names: Vec<&str> = env
+                .keys()
+                .filter_map(|k| k.strip_prefix(parse::URL_PREFIX))
+                .collect();
+            alerting::parse(&mut p, env, &time_zone, &names, status_change_threshold)
+        };
         let targets = parse::targets(env, service_timeout, dns_override.as_ref(), &mut errors);
 
         if errors.is_empty() {
@@ -114,6 +125,7 @@ impl AgentConfig {
                 ping_url,
                 force_ipv4,
                 docker_host,
+                alerts: alerts_partial,
             })
         } else {
             Err(ConfigErrors(errors))
@@ -188,6 +200,47 @@ impl AgentConfig {
         ];
         for (k, v) in rows {
             let _ = writeln!(out, "  {k:<26} {v}");
+        }
+        let a = &self.alerts;
+        let _ = writeln!(out, "\nAlerts");
+        let alert_rows: Vec<(&str, String)> = vec![
+            ("RECOVERY_THRESHOLD", a.thresholds.recover_after.to_string()),
+            ("ALERT_LANGUAGE", a.language.code().to_owned()),
+            ("ALERT_MAX_AGE", secs(a.max_age)),
+            (
+                "ALERT_REMINDER_INTERVAL",
+                a.reminder_interval.map_or_else(|| "off".to_owned(), secs),
+            ),
+            (
+                "HEARTBEAT_URL",
+                a.heartbeat.as_ref().map_or_else(
+                    || "(off)".to_owned(),
+                    |h| {
+                        format!(
+                            "{} (SECRET_KEY <redacted>)",
+                            heartbeat_core::redact_url(&h.url)
+                        )
+                    },
+                ),
+            ),
+            (
+                "maintenance windows",
+                (a.maintenance.global.len()
+                    + a.maintenance.per_item.values().map(Vec::len).sum::<usize>())
+                .to_string(),
+            ),
+        ];
+        for (k, v) in alert_rows {
+            let _ = writeln!(out, "  {k:<26} {v}");
+        }
+        if a.channels.is_empty() {
+            let _ = writeln!(
+                out,
+                "  channels                   (none: alerts are recorded but not sent)"
+            );
+        }
+        for channel in &a.channels {
+            let _ = writeln!(out, "  channel                    {}", channel.summary());
         }
         let _ = writeln!(out, "\nTargets ({})", self.targets.len());
         let name_w = self

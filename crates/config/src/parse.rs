@@ -46,8 +46,13 @@ impl<'a> Reader<'a> {
             .filter(|v| !v.is_empty())
     }
 
-    fn fail(&mut self, key: &str, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, key: &str, message: impl Into<String>) {
         self.errors.push(ConfigError::new(key, message));
+    }
+
+    /// A secret value; it is never echoed in errors.
+    pub(crate) fn secret(&mut self, key: &str) -> Option<Secret> {
+        self.get(key).map(Secret::new)
     }
 
     pub(crate) fn string(&mut self, key: &str, default: &str) -> String {
@@ -64,7 +69,7 @@ impl<'a> Reader<'a> {
             Some(raw) => match parse_seconds(raw) {
                 Ok(d) => d,
                 Err(msg) => {
-                    self.fail(key, msg);
+                    self.error(key, msg);
                     Duration::from_secs_f64(default)
                 }
             },
@@ -77,7 +82,7 @@ impl<'a> Reader<'a> {
             Some(raw) => match raw.parse::<u32>() {
                 Ok(n) if n >= 1 => n,
                 _ => {
-                    self.fail(
+                    self.error(
                         key,
                         format!("expected a whole number of at least 1, got {raw:?}"),
                     );
@@ -91,7 +96,7 @@ impl<'a> Reader<'a> {
         match self.get(key) {
             None => default,
             Some(raw) => parse_bool(raw).unwrap_or_else(|| {
-                self.fail(key, format!("expected true or false, got {raw:?}"));
+                self.error(key, format!("expected true or false, got {raw:?}"));
                 default
             }),
         }
@@ -104,7 +109,7 @@ impl<'a> Reader<'a> {
         match TimeZone::get(name) {
             Ok(tz) => (tz, name.to_owned()),
             Err(_) => {
-                self.fail(
+                self.error(
                     key,
                     format!("unknown time zone {name:?}; use an IANA name such as Europe/Madrid or America/Lima"),
                 );
@@ -123,7 +128,7 @@ impl<'a> Reader<'a> {
         match parse_http_url(raw) {
             Ok(url) => Some(url),
             Err(msg) => {
-                self.fail(key, msg);
+                self.error(key, msg);
                 None
             }
         }
@@ -138,7 +143,7 @@ impl<'a> Reader<'a> {
             Some(m) if m.eq_ignore_ascii_case("legacy") => DnsOverrideMode::Legacy,
             Some(m) if m.eq_ignore_ascii_case("tls") => DnsOverrideMode::Tls,
             Some(m) => {
-                self.fail(MODE, format!("expected legacy or tls, got {m:?}"));
+                self.error(MODE, format!("expected legacy or tls, got {m:?}"));
                 DnsOverrideMode::Legacy
             }
         };
@@ -152,7 +157,7 @@ impl<'a> Reader<'a> {
         match raw_ip.parse::<IpAddr>() {
             Ok(ip) => Some(DnsOverride { ip, mode, hosts }),
             Err(_) => {
-                self.fail(IP, format!("expected an IP address, got {raw_ip:?}"));
+                self.error(IP, format!("expected an IP address, got {raw_ip:?}"));
                 None
             }
         }
@@ -180,7 +185,7 @@ pub(crate) fn parse_seconds(raw: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(value))
 }
 
-fn parse_http_url(raw: &str) -> Result<Url, String> {
+pub(crate) fn parse_http_url(raw: &str) -> Result<Url, String> {
     let url = Url::parse(raw).map_err(|e| format!("not a valid URL ({e}): {raw:?}"))?;
     match url.scheme() {
         "http" | "https" if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(url),

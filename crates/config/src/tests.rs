@@ -250,3 +250,74 @@ fn help_documents_every_variable_the_parser_reads() {
         );
     }
 }
+
+#[test]
+fn alerting_settings_have_sensible_defaults() {
+    let c = AgentConfig::from_map(&env(&[])).unwrap();
+    assert_eq!(c.alerts.thresholds.down_after, 4);
+    assert_eq!(c.alerts.thresholds.recover_after, 1);
+    assert_eq!(c.alerts.max_age, Duration::from_secs(86_400));
+    assert!(c.alerts.reminder_interval.is_none());
+    assert!(c.alerts.channels.is_empty() && c.alerts.heartbeat.is_none());
+}
+
+#[test]
+fn bad_alerting_values_name_their_variable() {
+    let cases: &[&[(&str, &str)]] = &[
+        &[("ALERT_LANGUAGE", "klingon")],
+        &[("ALERT_MAX_AGE", "forever")],
+        &[("ALERT_REMINDER_INTERVAL", "5 fortnights")],
+        &[("RECOVERY_THRESHOLD", "0")],
+        &[("MAINTENANCE", "tomorrow morning")],
+        &[("HEARTBEAT_URL", "https://hb.example/api")],
+        &[("SECRET_KEY", "s3cr3t")],
+        &[
+            ("HEARTBEAT_URL", "hb.example/api"),
+            ("SECRET_KEY", "s3cr3t"),
+        ],
+        &[("N8N_WEBHOOK_URL", "n8n.example/webhook")],
+        &[("SMTP_HOST", "mail.example"), ("SMTP_PORT", "seventy")],
+    ];
+    let expected = [
+        "ALERT_LANGUAGE",
+        "ALERT_MAX_AGE",
+        "ALERT_REMINDER_INTERVAL",
+        "RECOVERY_THRESHOLD",
+        "MAINTENANCE",
+        "SECRET_KEY",
+        "HEARTBEAT_URL",
+        "HEARTBEAT_URL",
+        "N8N_WEBHOOK_URL",
+        "SMTP_PORT",
+    ];
+    for (pairs, var) in cases.iter().zip(expected) {
+        let errors = errors_of(pairs);
+        assert!(
+            errors.iter().any(|e| e.variable == var),
+            "{pairs:?}: expected an error for {var}, got {errors:?}"
+        );
+        assert!(errors.iter().all(|e| !e.to_string().contains("s3cr3t")));
+    }
+}
+
+#[test]
+fn maintenance_windows_apply_to_named_targets_only() {
+    let c = AgentConfig::from_map(&env(&[
+        ("SERVICE_URL_api", "http://api.example"),
+        (
+            "MAINTENANCE_api",
+            "2026-01-01T00:00:00Z/2026-01-01T01:00:00Z",
+        ),
+    ]))
+    .unwrap();
+    let at = jiff::Timestamp::from_second(1_767_225_600 + 60)
+        .unwrap()
+        .as_millisecond();
+    assert!(c.alerts.maintenance.active("api", at, &c.time_zone));
+    assert!(!c.alerts.maintenance.active("web", at, &c.time_zone));
+    let errors = errors_of(&[
+        ("SERVICE_URL_api", "http://api.example"),
+        ("MAINTENANCE_API", "daily 01:00-02:00"),
+    ]);
+    assert_eq!(errors[0].variable, "MAINTENANCE_API");
+}

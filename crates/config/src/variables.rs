@@ -103,6 +103,51 @@ pub const VARIABLES: &[Variable] = &[
         "unix:///var/run/docker.sock",
         "Docker Engine address for docker: targets and the container count.",
     ),
+    var(
+        "RECOVERY_THRESHOLD",
+        "1",
+        "Consecutive healthy cycles before a down target counts as recovered.",
+    ),
+    var(
+        "ALERT_LANGUAGE",
+        "en",
+        "Language of alert texts: en, es or th.",
+    ),
+    var(
+        "ALERT_MAX_AGE",
+        "24h",
+        "Keep retrying an undelivered alert for this long (e.g. 90m, 24h, 2d).",
+    ),
+    var(
+        "ALERT_REMINDER_INTERVAL",
+        "off",
+        "While a target stays down, resend its alert after this long, doubling each time (e.g. 1h).",
+    ),
+    var(
+        "MAINTENANCE",
+        "",
+        "Windows in which no alert is sent (results are still recorded): \"2026-11-23 02:00/2026-11-23 04:00\" in TZ, RFC 3339 instants, or \"daily 02:00-03:30\"; comma-separated.",
+    ),
+    var(
+        "MAINTENANCE_<name>",
+        "",
+        "Maintenance windows for one target, same format as MAINTENANCE.",
+    ),
+    var(
+        "HEARTBEAT_URL",
+        "",
+        "Dead-man switch: POST {\"services\": {...}} here every cycle. Needs SECRET_KEY.",
+    ),
+    var(
+        "SECRET_KEY",
+        "",
+        "Bearer token for HEARTBEAT_URL. A secret: never logged or stored.",
+    ),
+    var(
+        "HEARTBEAT_TIMEOUT_SECONDS",
+        "5",
+        "Timeout of the outbound heartbeat request.",
+    ),
     var("RUST_LOG", "info", "Log filter, e.g. heartbeat=debug."),
     var("LOG_FORMAT", "text", "text or json."),
 ];
@@ -114,6 +159,14 @@ pub fn help_text() -> String {
         out.push_str(&format!("  {}\n      {}", v.name, v.description));
         if !v.default.is_empty() {
             out.push_str(&format!(" [default: {}]", v.default));
+        }
+        out.push('\n');
+    }
+    out.push_str("\nAlert channels (any number may be active):\n");
+    for (name, default, description) in heartbeat_notify::CHANNEL_VARIABLES {
+        out.push_str(&format!("  {name}\n      {description}"));
+        if !default.is_empty() {
+            out.push_str(&format!(" [default: {default}]"));
         }
         out.push('\n');
     }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use heartbeat_config::AgentConfig;
-use heartbeat_monitor::{Monitor, RunOptions};
+use heartbeat_monitor::RunOptions;
 use heartbeat_store::Store;
 use tracing::{info, warn};
 
@@ -148,12 +148,13 @@ fn run(config: AgentConfig) -> anyhow::Result<()> {
                 config.sqlite_db_path.display()
             )
         })?;
-        let monitor = Monitor::new(&config)?;
         info!(
             targets = config.targets.len(),
             interval_s = config.loop_interval.as_secs_f64(),
             db = %config.sqlite_db_path.display(),
             tz = %config.time_zone_name,
+            channels = config.alerts.channels.len(),
+            heartbeat = config.alerts.heartbeat.is_some(),
             "heartbeat-agent started"
         );
         if config.targets.is_empty() {
@@ -163,7 +164,7 @@ fn run(config: AgentConfig) -> anyhow::Result<()> {
             interval: config.loop_interval,
             max_cycles: None,
         };
-        let written = heartbeat_monitor::run(monitor, store, options, shutdown_signal()).await?;
+        let written = heartbeat_monitor::run(&config, store, options, shutdown_signal()).await?;
         info!(cycles = written, "heartbeat-agent stopped; database closed");
         Ok(())
     })

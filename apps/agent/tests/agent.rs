@@ -297,3 +297,90 @@ fn a_missing_env_file_is_an_error_naming_it() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/heartbeat.env"));
 }
+
+/// A heartbeat receiver that answers `status` and keeps each request (head and body).
+async fn heartbeat_receiver(
+    status: u16,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = std::sync::Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let keep = std::sync::Arc::clone(&keep);
+            tokio::spawn(async move {
+                let mut data = Vec::new();
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    data.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&data).to_string();
+                    if text.contains("\r\n\r\n") && text.trim_end().ends_with('}') {
+                        keep.lock().unwrap().push(text);
+                        let reply = format!(
+                            "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        );
+                        let _ = stream.write_all(reply.as_bytes()).await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[test]
+fn outbound_heartbeat_reports_services_and_stores_the_worker_code() {
+    let rt = runtime();
+    let ok = rt.block_on(status_server(200));
+    let (worker, seen) = rt.block_on(heartbeat_receiver(220));
+    let mut agent = Agent::start(&[
+        ("LOOP_INTERVAL_SECONDS", "0.3".into()),
+        ("SERVICE_URL_web", format!("http://{ok}/")),
+        ("SERVICE_URL_gone", format!("http://{}/", closed_port())),
+        ("HEARTBEAT_URL", format!("http://{worker}/api/heartbeat")),
+        ("SECRET_KEY", "sk_t0psecret".into()),
+    ]);
+    let cycles = agent.wait_for_cycles(2, Duration::from_secs(20));
+    assert_eq!(cycles[0].worker_status, Some(220), "{:?}", cycles[0]);
+    let request = seen.lock().unwrap()[0].clone();
+    let lower = request.to_ascii_lowercase();
+    assert!(request.starts_with("POST /api/heartbeat "), "{request}");
+    assert!(
+        lower.contains("authorization: bearer sk_t0psecret"),
+        "{request}"
+    );
+    let body = &request[request.find("\r\n\r\n").unwrap() + 4..];
+    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(json["services"]["web"]["status"], "healthy");
+    assert_eq!(json["services"]["gone"]["status"], "down");
+    agent.signal("TERM");
+    agent.wait_exit(Duration::from_secs(5));
+    let dump = std::fs::read(&agent.db).unwrap();
+    assert!(
+        !dump.windows(12).any(|w| w == b"sk_t0psecret"),
+        "secret reached the database"
+    );
+}
+
+#[test]
+fn an_unreachable_heartbeat_stores_null_and_the_error() {
+    let mut agent = Agent::start(&[
+        ("LOOP_INTERVAL_SECONDS", "0.3".into()),
+        ("HEARTBEAT_URL", format!("http://{}/hb", closed_port())),
+        ("SECRET_KEY", "sk_t0psecret".into()),
+    ]);
+    let cycles = agent.wait_for_cycles(1, Duration::from_secs(20));
+    assert_eq!(cycles[0].worker_status, None);
+    let error = cycles[0].worker_error.as_deref().unwrap_or_default();
+    assert!(error.contains("connection refused"), "{error}");
+    assert!(!error.contains("sk_t0psecret"));
+}

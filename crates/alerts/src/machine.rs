@@ -208,7 +208,9 @@ impl ItemState {
         self.failures = 0;
         self.streak_started_ms = None;
         self.streak_first_error = None;
-        self.successes = self.successes.saturating_add(1);
+        // Capped at the threshold: past it the count means nothing, and a state
+        // that stops changing need not be persisted again every cycle.
+        self.successes = self.successes.saturating_add(1).min(th.recover());
         if self.successes < th.recover() {
             return None;
         }
@@ -242,7 +244,7 @@ impl ItemState {
         self.successes = 0;
         // Any kind of failure extends the streak: the replaced system restarted the
         // count when the kind changed, so timeout <-> down flapping never alerted.
-        self.failures = self.failures.saturating_add(1);
+        self.failures = self.failures.saturating_add(1).min(th.down());
         let started = *self.streak_started_ms.get_or_insert(obs.at_ms);
         let first_error = self
             .streak_first_error

@@ -3,12 +3,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use heartbeat_config::AgentConfig;
+use heartbeat_config::{AgentConfig, OutboundHeartbeat};
 use heartbeat_core::{
     CheckResult, Connectivity, CycleRecord, ExpectedStatus, HttpTarget, ProbeMethod, Status,
     Target, TargetCheck, TargetKind, TargetRef,
 };
 use heartbeat_docker::DockerProber;
+use heartbeat_notify::Notifier;
 use heartbeat_probe::{HttpProber, ProberOptions};
 use tokio::task::JoinSet;
 
@@ -27,6 +28,7 @@ pub struct Monitor {
     docker: Arc<DockerProber>,
     host: HostSampler,
     ping: Option<(HttpTarget, Duration)>,
+    heartbeat: Option<(OutboundHeartbeat, Arc<Notifier>)>,
 }
 
 impl Monitor {
@@ -53,7 +55,14 @@ impl Monitor {
             docker: Arc::new(DockerProber::new(config.docker_host.clone())),
             host: HostSampler::new(&config.sqlite_db_path),
             ping,
+            heartbeat: None,
         })
+    }
+
+    /// Sends the dead-man heartbeat after every cycle.
+    pub fn with_heartbeat(mut self, heartbeat: OutboundHeartbeat, notifier: Arc<Notifier>) -> Self {
+        self.heartbeat = Some((heartbeat, notifier));
+        self
     }
 
     pub fn targets(&self) -> &[Target] {
@@ -131,7 +140,7 @@ impl Monitor {
             })
             .collect();
 
-        CycleRecord {
+        let mut record = CycleRecord {
             started_at_ms,
             host,
             connectivity,
@@ -139,7 +148,35 @@ impl Monitor {
             worker_error: None,
             cycle_duration_ms,
             checks,
+        };
+        if let Some((heartbeat, notifier)) = &self.heartbeat {
+            // Sent even when the connectivity check failed (the replaced system
+            // skipped it); its own failure then says so.
+            let services: Vec<(&str, &str)> = record
+                .checks
+                .iter()
+                .map(|c| (c.target.name.as_str(), c.result.status.as_str()))
+                .collect();
+            match notifier
+                .post_heartbeat(
+                    &heartbeat.url,
+                    &heartbeat.secret,
+                    &services,
+                    heartbeat.timeout,
+                )
+                .await
+            {
+                Ok(code) => record.worker_status = Some(i64::from(code)),
+                Err(e) => {
+                    let mut text = e.to_string();
+                    if record.connectivity.internet_status == Some(false) {
+                        text.push_str(" (the connectivity check is failing too)");
+                    }
+                    record.worker_error = Some(text);
+                }
+            }
         }
+        record
     }
 }
 

@@ -4,11 +4,14 @@
 //!
 //! Binaries wire this up; nothing here reads the process environment.
 
+mod alerting;
 mod cycle;
+mod delivery;
 mod host;
 mod runner;
 mod schedule;
 
+pub use alerting::{Alerting, CONNECTIVITY_ITEM, WORKER_ITEM};
 pub use cycle::Monitor;
 pub use host::HostSampler;
 pub use runner::{RunOptions, run};
@@ -21,6 +24,8 @@ pub enum MonitorError {
     Probe(#[from] heartbeat_probe::ProbeError),
     #[error("database: {0}")]
     Store(#[from] heartbeat_store::StoreError),
+    #[error("cannot set up alert delivery: {0}")]
+    Notify(#[from] heartbeat_notify::NotifierError),
     #[error("database writer stopped unexpectedly")]
     WriterGone,
 }

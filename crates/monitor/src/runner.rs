@@ -1,18 +1,28 @@
-//! The loop: schedule → cycle → hand the record to the single writer thread.
+//! The loop: schedule → cycle → alerting → the single writer thread, plus the
+//! alert delivery task.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use heartbeat_config::AgentConfig;
 use heartbeat_core::CycleRecord;
-use heartbeat_store::Store;
-use tokio::sync::mpsc;
+use heartbeat_notify::Notifier;
+use heartbeat_store::{AttemptOutcome, CycleEffects, NextStep, OutboxAlert, Store};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
+use crate::alerting::Alerting;
+use crate::delivery::deliver_loop;
 use crate::{Monitor, MonitorError, Schedule};
 
-/// Cycles waiting for the writer; beyond this the loop waits (back-pressure)
+/// Commands waiting for the writer; beyond this senders wait (back-pressure)
 /// rather than buffer without bound.
 const WRITE_QUEUE: usize = 8;
+/// How long in-flight deliveries may finish at shutdown, within the 1 s budget.
+const DELIVERY_DRAIN: Duration = Duration::from_millis(600);
+/// Pending alerts read per delivery round.
+const OUTBOX_PAGE: usize = 500;
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -21,24 +31,72 @@ pub struct RunOptions {
     pub max_cycles: Option<u64>,
 }
 
-/// Runs cycles until `shutdown` resolves (or `max_cycles` is reached), then lets
-/// the writer finish and closes the database cleanly. Returns the number of
-/// cycles committed.
+/// Work for the writer thread, the only holder of the read-write connection.
+#[derive(Debug)]
+pub(crate) enum WriterCommand {
+    Cycle {
+        record: CycleRecord,
+        effects: CycleEffects,
+    },
+    PendingAlerts {
+        reply: oneshot::Sender<Vec<OutboxAlert>>,
+    },
+    RecordAttempt {
+        id: i64,
+        outcome: AttemptOutcome,
+        next: NextStep,
+        reply: oneshot::Sender<()>,
+    },
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// Runs the agent until `shutdown` resolves (or `max_cycles` is reached), then
+/// lets the writer finish and closes the database cleanly. Returns the number
+/// of cycles committed.
 ///
 /// A cycle in flight when `shutdown` fires is abandoned, not written: its
 /// results are incomplete, and a partial cycle must never reach the database.
 pub async fn run(
-    mut monitor: Monitor,
+    config: &AgentConfig,
     store: Store,
     options: RunOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<u64, MonitorError> {
-    let (tx, rx) = mpsc::channel::<CycleRecord>(WRITE_QUEUE);
+    let notifier = Arc::new(Notifier::new(config.alerts.channels.clone())?);
+    let mut monitor = Monitor::new(config)?;
+    if let Some(heartbeat) = &config.alerts.heartbeat {
+        monitor = monitor.with_heartbeat(heartbeat.clone(), Arc::clone(&notifier));
+    }
+    let mut alerting = Alerting::new(
+        config.alerts.clone(),
+        config.time_zone.clone(),
+        store.item_states()?,
+    );
+
+    let wake = Arc::new(Notify::new());
+    let (tx, rx) = mpsc::channel::<WriterCommand>(WRITE_QUEUE);
+    let writer_wake = Arc::clone(&wake);
     // SQLite is synchronous; one dedicated thread is the only writer.
     let writer = std::thread::Builder::new()
         .name("db-writer".into())
-        .spawn(move || write_loop(store, rx))
+        .spawn(move || write_loop(store, rx, &writer_wake))
         .map_err(|_| MonitorError::WriterGone)?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut delivery = (alerting.channel_count() > 0).then(|| {
+        tokio::spawn(deliver_loop(
+            tx.clone(),
+            Arc::clone(&notifier),
+            Arc::clone(&wake),
+            stop_rx,
+        ))
+    });
 
     tokio::pin!(shutdown);
     let mut schedule = Schedule::new(Instant::now(), options.interval);
@@ -66,9 +124,25 @@ pub async fn run(
         };
         cycle_number += 1;
         log_cycle(cycle_number, &record);
-        if tx.send(record).await.is_err() {
+        let effects = alerting.evaluate(&record);
+        if tx
+            .send(WriterCommand::Cycle { record, effects })
+            .await
+            .is_err()
+        {
             return Err(MonitorError::WriterGone);
         }
+    }
+
+    let _ = stop_tx.send(true);
+    if let Some(task) = delivery.as_mut()
+        && tokio::time::timeout(DELIVERY_DRAIN, &mut *task)
+            .await
+            .is_err()
+    {
+        // An attempt still in flight is retried after restart (receivers can
+        // de-duplicate on the Idempotency-Key header).
+        task.abort();
     }
     drop(tx);
     tokio::task::spawn_blocking(move || writer.join())
@@ -77,15 +151,49 @@ pub async fn run(
         .map_err(|_| MonitorError::WriterGone)
 }
 
-fn write_loop(mut store: Store, mut rx: mpsc::Receiver<CycleRecord>) -> u64 {
+fn write_loop(mut store: Store, mut rx: mpsc::Receiver<WriterCommand>, wake: &Notify) -> u64 {
     let mut written = 0;
-    while let Some(record) = rx.blocking_recv() {
-        match store.write_cycle(&record) {
-            Ok(_) => written += 1,
-            // Keep probing: a full disk or a locked file may clear up.
-            Err(e) => error!(error = %e, "could not record cycle"),
+    while let Some(command) = rx.blocking_recv() {
+        match command {
+            WriterCommand::Cycle { record, effects } => {
+                match store.write_cycle_with(&record, &effects) {
+                    Ok(_) => written += 1,
+                    // Keep probing: a full disk or a locked file may clear up.
+                    Err(e) => error!(error = %e, "could not record cycle"),
+                }
+                let mut new_work = !effects.alerts.is_empty();
+                // Alerts held back while the agent itself was offline go out once it is back.
+                if record.connectivity.internet_status != Some(false) {
+                    match store.release_held(now_ms()) {
+                        Ok(n) => new_work |= n > 0,
+                        Err(e) => error!(error = %e, "could not release held alerts"),
+                    }
+                }
+                if new_work {
+                    wake.notify_one();
+                }
+            }
+            WriterCommand::PendingAlerts { reply } => {
+                let pending = store.due_alerts(i64::MAX, OUTBOX_PAGE).unwrap_or_else(|e| {
+                    error!(error = %e, "could not read the alert outbox");
+                    Vec::new()
+                });
+                let _ = reply.send(pending);
+            }
+            WriterCommand::RecordAttempt {
+                id,
+                outcome,
+                next,
+                reply,
+            } => {
+                if let Err(e) = store.record_attempt(id, &outcome, next) {
+                    error!(alert = id, error = %e, "could not record delivery attempt");
+                }
+                let _ = reply.send(());
+            }
         }
     }
+    info!("database writer finished");
     written
 }
 
@@ -111,6 +219,7 @@ fn log_cycle(number: u64, record: &CycleRecord) {
         internet = ?record.connectivity.internet_status,
         ping_ms = ?record.connectivity.ping_ms,
         containers = ?record.host.container_count,
+        worker_status = ?record.worker_status,
         "cycle"
     );
 }

@@ -16,6 +16,7 @@ mod config;
 mod email;
 mod error;
 mod format;
+mod heartbeat;
 mod http;
 
 use std::time::Duration;

@@ -37,9 +37,11 @@ pub const BODY_READ_CAP: usize = 64 * 1024;
 /// rarely reuse a connection the server is about to close.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(50);
 
-/// Idle connections kept per host. Targets are many hosts with one request
-/// each per cycle, so a few per host is plenty; there is no global cap.
-const POOL_MAX_IDLE_PER_HOST: usize = 8;
+/// Idle connections kept per host: one per target. Many targets often share one
+/// host (everything behind one reverse proxy); capping the pool would make
+/// every cycle reconnect most of them at once, a SYN burst that overflows the
+/// server's accept backlog and shows up as timeouts.
+const POOL_MAX_IDLE_PER_HOST: usize = usize::MAX;
 
 /// How a prober is built.
 #[derive(Debug, Clone, Default)]

@@ -2,12 +2,14 @@
 //!
 //! * [`Store`] is the single writer. It owns the schema (versioned migrations keyed by
 //!   `PRAGMA user_version`), adopts a database written by the replaced Python system, and
-//!   writes one monitoring cycle per transaction.
+//!   writes one monitoring cycle per transaction, together with the alerting effects it caused
+//!   (item states, incidents, outbox alerts), then records alert delivery attempts.
 //! * [`ReadStore`] is a read-only connection for tests and the dashboard. It works on a
 //!   read-only mount because the writer keeps the `-wal`/`-shm` files (`SQLITE_FCNTL_PERSIST_WAL`).
 //!
 //! Both offer the same read methods (`cycle_count`, `cycles`, `cycles_between`, `latest_cycle`,
-//! `target_checks`, `targets`, `integrity_check`, `schema_version`).
+//! `target_checks`, `targets`, `integrity_check`, `schema_version`, and for alerting
+//! `item_states`, `incidents`, `open_incidents`, `alerts`, `alert_attempts`).
 
 use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
@@ -17,10 +19,15 @@ use std::time::Duration;
 use heartbeat_core::{CheckResult, Connectivity, CycleRecord, HostMetrics, TargetRef};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 
+mod alerting;
 mod legacy;
 mod read;
 mod schema;
 
+pub use alerting::{
+    AlertStatus, AttemptOutcome, CycleEffects, IncidentChange, NewAlert, NextStep, OutboxAlert,
+    StoredAttempt, StoredIncident, UnknownAlertStatus,
+};
 pub use schema::LATEST_VERSION;
 
 /// How long a statement waits for a lock held by another connection before failing.
@@ -71,6 +78,18 @@ pub enum StoreError {
         id: i64,
         detail: String,
     },
+
+    /// `IncidentChange::Open` for an item whose incident is still open (at most one may be).
+    #[error("incident for {item:?} is already open")]
+    IncidentAlreadyOpen { item: String },
+
+    /// `record_attempt` for an alert id that does not exist.
+    #[error("no alert with id {0}")]
+    UnknownAlert(i64),
+
+    /// `record_attempt` for an alert that is not pending (already sent, expired, held, ...).
+    #[error("alert {id} is {status}, not pending; attempt not recorded")]
+    AlertNotPending { id: i64, status: String },
 }
 
 /// One check as stored, with the target it belongs to.
@@ -124,6 +143,17 @@ impl Store {
     /// Opens (creating if needed) the database, configures it for a single WAL writer,
     /// adopts a legacy database if it finds one, and applies pending migrations.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_at(path, LATEST_VERSION)
+    }
+
+    /// [`Store::open`], stopping the migrations at `version`, so tests can build a database
+    /// exactly as an older release left it and prove it upgrades.
+    #[cfg(test)]
+    pub(crate) fn open_at_version(path: &Path, version: u32) -> Result<Store, StoreError> {
+        Store::open_at(path, version)
+    }
+
+    fn open_at(path: &Path, version: u32) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
                 path: dir.to_owned(),
@@ -140,9 +170,9 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
         persist_wal(&conn)?;
-        // Room for the insert statements plus the reads, so none is ever re-prepared.
-        conn.set_prepared_statement_cache_capacity(32);
-        schema::prepare(&mut conn, path)?;
+        // Room for every write and read statement (about 30), so none is ever re-prepared.
+        conn.set_prepared_statement_cache_capacity(64);
+        schema::prepare(&mut conn, path, version)?;
         Ok(Store {
             conn,
             path: path.to_owned(),
@@ -158,8 +188,24 @@ impl Store {
     /// Writes the cycle and all its checks in one transaction and returns the cycle id.
     /// Targets are upserted by name (kind and URL follow the latest record).
     pub fn write_cycle(&mut self, cycle: &CycleRecord) -> Result<i64, StoreError> {
+        self.write_cycle_with(cycle, &CycleEffects::default())
+    }
+
+    /// The cycle, its checks, and all `effects` in ONE transaction: if any part fails, nothing
+    /// is written. Returns the cycle id. Empty effects prepare and run no extra statement.
+    pub fn write_cycle_with(
+        &mut self,
+        cycle: &CycleRecord,
+        effects: &CycleEffects,
+    ) -> Result<i64, StoreError> {
         let mut touched = Vec::new();
-        let result = write_cycle_tx(&mut self.conn, &mut self.targets, cycle, &mut touched);
+        let result = write_cycle_tx(
+            &mut self.conn,
+            &mut self.targets,
+            cycle,
+            effects,
+            &mut touched,
+        );
         if result.is_err() {
             // The transaction rolled back, so ids cached during it may not exist on disk.
             for name in touched {
@@ -168,12 +214,60 @@ impl Store {
         }
         result
     }
+
+    /// Effects without a cycle (e.g. from push heartbeats), in one transaction.
+    pub fn apply_effects(&mut self, effects: &CycleEffects) -> Result<(), StoreError> {
+        if effects.is_empty() {
+            return Ok(());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        alerting::apply(&tx, effects)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Pending alerts whose `next_attempt_ms <= now_ms`, oldest first (by id), at most `limit`.
+    pub fn due_alerts(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxAlert>, StoreError> {
+        read::due_alerts(&self.conn, now_ms, limit)
+    }
+
+    /// Earliest `next_attempt_ms` among pending alerts; `None` when nothing is pending.
+    pub fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
+        read::next_due_ms(&self.conn)
+    }
+
+    /// Records one attempt on a pending alert and moves it on, in one transaction: attempts
+    /// += 1, `last_error` = the outcome's error, and status sent (`sent_ms` = `at_ms`) /
+    /// pending due at the retry time / expired. An unknown or non-pending alert gives
+    /// [`StoreError::UnknownAlert`] / [`StoreError::AlertNotPending`] and writes nothing.
+    pub fn record_attempt(
+        &mut self,
+        alert_id: i64,
+        outcome: &AttemptOutcome,
+        next: NextStep,
+    ) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        alerting::record_attempt(&tx, alert_id, outcome, next)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Held alerts become pending, due at `now_ms`. Returns how many.
+    pub fn release_held(&mut self, now_ms: i64) -> Result<usize, StoreError> {
+        // One UPDATE statement is atomic on its own; no explicit transaction needed.
+        alerting::release_held(&self.conn, now_ms)
+    }
 }
 
 fn write_cycle_tx(
     conn: &mut Connection,
     targets: &mut HashMap<String, CachedTarget>,
     cycle: &CycleRecord,
+    effects: &CycleEffects,
     touched: &mut Vec<String>,
 ) -> Result<i64, StoreError> {
     // IMMEDIATE takes the write lock up front, so a busy database fails here, not mid-way.
@@ -250,6 +344,7 @@ fn write_cycle_tx(
         }
         cycle_id
     };
+    alerting::apply(&tx, effects)?;
     tx.commit()?;
     Ok(cycle_id)
 }
@@ -376,9 +471,130 @@ macro_rules! read_api {
             pub fn schema_version(&self) -> Result<u32, StoreError> {
                 read::schema_version(&self.conn)
             }
+
+            /// Every item's persisted state machine JSON, `(item, state)`, by item.
+            pub fn item_states(&self) -> Result<Vec<(String, String)>, StoreError> {
+                read::item_states(&self.conn)
+            }
+
+            /// The `limit` newest incidents (by start, then id), newest first; only `item`'s
+            /// when given.
+            pub fn incidents(
+                &self,
+                item: Option<&str>,
+                limit: usize,
+            ) -> Result<Vec<StoredIncident>, StoreError> {
+                read::incidents(&self.conn, item, limit)
+            }
+
+            /// Incidents still open (at most one per item), oldest first.
+            pub fn open_incidents(&self) -> Result<Vec<StoredIncident>, StoreError> {
+                read::open_incidents(&self.conn)
+            }
+
+            /// The `limit` newest outbox alerts (by id), newest first, in every status.
+            pub fn alerts(&self, limit: usize) -> Result<Vec<OutboxAlert>, StoreError> {
+                read::alerts(&self.conn, limit)
+            }
+
+            /// Delivery attempts of one alert, oldest first.
+            pub fn alert_attempts(&self, alert_id: i64) -> Result<Vec<StoredAttempt>, StoreError> {
+                read::alert_attempts(&self.conn, alert_id)
+            }
         }
     };
 }
 
 read_api!(Store);
 read_api!(ReadStore);
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use heartbeat_core::{CheckResult, Status, TargetCheck};
+
+    fn cycle(ts_ms: i64) -> CycleRecord {
+        CycleRecord {
+            started_at_ms: ts_ms,
+            host: HostMetrics::default(),
+            connectivity: Connectivity::default(),
+            worker_status: Some(200),
+            worker_error: None,
+            cycle_duration_ms: 1.5,
+            checks: vec![TargetCheck {
+                target: TargetRef {
+                    name: "web".into(),
+                    kind: "http".into(),
+                    url: "http://web/health".into(),
+                },
+                result: CheckResult::failed(Status::Down, "refused"),
+            }],
+        }
+    }
+
+    fn tables(store: &Store) -> Vec<String> {
+        let mut stmt = store
+            .conn
+            .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn v1_database_upgrades_in_place_to_latest() {
+        assert_eq!(LATEST_VERSION, 2);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let before = {
+            // Exactly what the v1 release left on disk: only MIGRATIONS[..1], written by the
+            // same write_cycle code path.
+            let mut v1 = Store::open_at_version(&path, 1).unwrap();
+            assert_eq!(v1.schema_version().unwrap(), 1);
+            assert!(!tables(&v1).contains(&"alert_outbox".to_owned()));
+            v1.write_cycle(&cycle(1_000)).unwrap();
+            v1.write_cycle(&cycle(2_000)).unwrap();
+            v1.cycles(10).unwrap()
+        };
+
+        let mut store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), LATEST_VERSION);
+        assert!(store.integrity_check().unwrap());
+        assert_eq!(
+            store.cycles(10).unwrap(),
+            before,
+            "v1 rows survive untouched"
+        );
+        let t = tables(&store);
+        for table in ["item_states", "incidents", "alert_outbox", "alert_attempts"] {
+            assert!(t.contains(&table.to_owned()), "{table} missing: {t:?}");
+        }
+
+        // The new tables work on the upgraded file, and target ids cached from v1 rows still hold.
+        let effects = CycleEffects {
+            item_states: vec![("web".into(), "{\"down\":true}".into())],
+            incidents: vec![IncidentChange::Open {
+                item: "web".into(),
+                started_at_ms: 3_000,
+                cause: "down".into(),
+                first_error: Some("refused".into()),
+                last_error: None,
+                maintenance: false,
+            }],
+            alerts: Vec::new(),
+        };
+        store.write_cycle_with(&cycle(3_000), &effects).unwrap();
+        assert_eq!(store.cycle_count().unwrap(), 3);
+        assert_eq!(store.open_incidents().unwrap().len(), 1);
+        assert_eq!(store.item_states().unwrap(), effects.item_states);
+        drop(store);
+
+        // And reopening the upgraded file is a no-op.
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), LATEST_VERSION);
+        assert_eq!(store.cycle_count().unwrap(), 3);
+    }
+}

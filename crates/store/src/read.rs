@@ -4,7 +4,9 @@
 use heartbeat_core::{CheckResult, Connectivity, HostMetrics, Status, TargetRef};
 use rusqlite::{Connection, Row, params};
 
-use crate::{StoreError, StoredCheck, StoredCycle};
+use crate::{
+    AlertStatus, OutboxAlert, StoreError, StoredAttempt, StoredCheck, StoredCycle, StoredIncident,
+};
 
 const CYCLE_COLUMNS: &str = "id, ts_ms, cpu_percent, ram_percent, ram_used_mb, disk_percent, \
      uptime_seconds, container_count, internet_status, ping_ms, worker_status, worker_error, \
@@ -189,4 +191,169 @@ fn check_from_row(r: &Row<'_>) -> Result<StoredCheck, StoreError> {
             error_message: r.get(8)?,
         },
     })
+}
+
+/// `LIMIT` takes an i64; a usize beyond it means "no limit" anyway.
+fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn item_states(conn: &Connection) -> Result<Vec<(String, String)>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT item, state FROM item_states ORDER BY item")?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+const INCIDENT_SELECT: &str = "SELECT id, item, started_at_ms, ended_at_ms, cause, first_error, \
+     last_error, maintenance FROM incidents";
+
+fn incident_from_row(r: &Row<'_>) -> rusqlite::Result<StoredIncident> {
+    Ok(StoredIncident {
+        id: r.get(0)?,
+        item: r.get(1)?,
+        started_at_ms: r.get(2)?,
+        ended_at_ms: r.get(3)?,
+        cause: r.get(4)?,
+        first_error: r.get(5)?,
+        last_error: r.get(6)?,
+        maintenance: r.get(7)?,
+    })
+}
+
+pub(crate) fn incidents(
+    conn: &Connection,
+    item: Option<&str>,
+    limit: usize,
+) -> Result<Vec<StoredIncident>, StoreError> {
+    // Two statements rather than `?1 IS NULL OR item = ?1`, which would stop SQLite from
+    // using the (item, started_at_ms) index for the per-item case.
+    let rows = match item {
+        Some(item) => conn
+            .prepare_cached(&format!(
+                "{INCIDENT_SELECT} WHERE item = ?1 ORDER BY started_at_ms DESC, id DESC LIMIT ?2"
+            ))?
+            .query_map(params![item, sql_limit(limit)], incident_from_row)?
+            .collect::<Result<Vec<_>, _>>()?,
+        None => conn
+            .prepare_cached(&format!(
+                "{INCIDENT_SELECT} ORDER BY started_at_ms DESC, id DESC LIMIT ?1"
+            ))?
+            .query_map([sql_limit(limit)], incident_from_row)?
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    Ok(rows)
+}
+
+pub(crate) fn open_incidents(conn: &Connection) -> Result<Vec<StoredIncident>, StoreError> {
+    let rows = conn
+        .prepare_cached(&format!(
+            "{INCIDENT_SELECT} WHERE ended_at_ms IS NULL ORDER BY started_at_ms, id"
+        ))?
+        .query_map([], incident_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+const ALERT_SELECT: &str = "SELECT id, channel, item, kind, payload, created_ms, status, \
+     attempts, next_attempt_ms, expires_ms, last_error, sent_ms FROM alert_outbox";
+
+fn alert_from_row(r: &Row<'_>) -> Result<OutboxAlert, StoreError> {
+    let id: i64 = r.get(0)?;
+    let invalid = |column: &'static str, detail: String| StoreError::InvalidValue {
+        table: "alert_outbox",
+        column,
+        id,
+        detail,
+    };
+    let status: String = r.get(6)?;
+    let status = status
+        .parse::<AlertStatus>()
+        .map_err(|e| invalid("status", e.to_string()))?;
+    let attempts: i64 = r.get(7)?;
+    let attempts = u32::try_from(attempts)
+        .map_err(|_| invalid("attempts", format!("{attempts} is not a count")))?;
+    Ok(OutboxAlert {
+        id,
+        channel: r.get(1)?,
+        item: r.get(2)?,
+        kind: r.get(3)?,
+        payload_json: r.get(4)?,
+        created_ms: r.get(5)?,
+        status,
+        attempts,
+        next_attempt_ms: r.get(8)?,
+        expires_ms: r.get(9)?,
+        last_error: r.get(10)?,
+        sent_ms: r.get(11)?,
+    })
+}
+
+fn load_alerts(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<OutboxAlert>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(alert_from_row(row)?);
+    }
+    Ok(out)
+}
+
+pub(crate) fn alerts(conn: &Connection, limit: usize) -> Result<Vec<OutboxAlert>, StoreError> {
+    load_alerts(
+        conn,
+        &format!("{ALERT_SELECT} ORDER BY id DESC LIMIT ?1"),
+        [sql_limit(limit)],
+    )
+}
+
+pub(crate) fn due_alerts(
+    conn: &Connection,
+    now_ms: i64,
+    limit: usize,
+) -> Result<Vec<OutboxAlert>, StoreError> {
+    load_alerts(
+        conn,
+        &format!(
+            "{ALERT_SELECT} WHERE status = 'pending' AND next_attempt_ms <= ?1 \
+             ORDER BY id LIMIT ?2"
+        ),
+        params![now_ms, sql_limit(limit)],
+    )
+}
+
+pub(crate) fn next_due_ms(conn: &Connection) -> Result<Option<i64>, StoreError> {
+    // min() over the (status, next_attempt_ms) index is a single seek.
+    let next: Option<i64> = conn
+        .prepare_cached("SELECT min(next_attempt_ms) FROM alert_outbox WHERE status = 'pending'")?
+        .query_row([], |r| r.get(0))?;
+    Ok(next)
+}
+
+pub(crate) fn alert_attempts(
+    conn: &Connection,
+    alert_id: i64,
+) -> Result<Vec<StoredAttempt>, StoreError> {
+    let rows = conn
+        .prepare_cached(
+            "SELECT id, alert_id, at_ms, ok, status_code, error FROM alert_attempts \
+             WHERE alert_id = ?1 ORDER BY id",
+        )?
+        .query_map([alert_id], |r| {
+            Ok(StoredAttempt {
+                id: r.get(0)?,
+                alert_id: r.get(1)?,
+                at_ms: r.get(2)?,
+                ok: r.get(3)?,
+                status_code: r.get(4)?,
+                error: r.get(5)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
 }

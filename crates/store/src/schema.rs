@@ -20,10 +20,16 @@ pub(crate) struct Migration {
     pub sql: &'static str,
 }
 
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    description: "v1: targets, monitoring_cycles, service_checks, service_checks_legacy view",
-    sql: V1_SQL,
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        description: "v1: targets, monitoring_cycles, service_checks, service_checks_legacy view",
+        sql: V1_SQL,
+    },
+    Migration {
+        description: "v2: item_states, incidents, alert_outbox, alert_attempts (alerting)",
+        sql: V2_SQL,
+    },
+];
 
 /// The schema version this build writes.
 pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -94,6 +100,64 @@ FROM service_checks sc JOIN targets t ON t.id = sc.target_id;
 PRAGMA application_id = 1212306481;
 ";
 
+/// Alerting state. Only adds tables, so a v1 database upgrades in place without rewriting rows.
+///
+/// * `item_states` holds the state machine's opaque JSON per item, so a restart resumes where
+///   it left off instead of re-alerting.
+/// * At most one incident per item is open: the unique partial index enforces what
+///   `IncidentChange::Update`/`Close` ("the item's open incident") rely on, and serves
+///   `open_incidents` without scanning closed history.
+/// * `alert_outbox` is a transactional outbox: alerts commit with the cycle that raised them and
+///   are delivered afterwards. The CHECK keeps `status` inside `AlertStatus` even for rows
+///   edited by hand; (status, next_attempt_ms) serves both `due_alerts` and `next_due_ms`.
+const V2_SQL: &str = "
+CREATE TABLE item_states (
+    item       TEXT PRIMARY KEY,  -- target name, or an agent item such as 'agent:connectivity'
+    state      TEXT NOT NULL,     -- opaque JSON owned by the alert state machine
+    updated_ms INTEGER NOT NULL   -- UTC ms of the last write
+);
+
+CREATE TABLE incidents (
+    id            INTEGER PRIMARY KEY,
+    item          TEXT NOT NULL,
+    started_at_ms INTEGER NOT NULL,
+    ended_at_ms   INTEGER,           -- NULL while open
+    cause         TEXT NOT NULL,     -- status name
+    first_error   TEXT,
+    last_error    TEXT,
+    maintenance   INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX idx_incidents_item_started ON incidents (item, started_at_ms);
+CREATE UNIQUE INDEX idx_incidents_open ON incidents (item) WHERE ended_at_ms IS NULL;
+
+CREATE TABLE alert_outbox (
+    id              INTEGER PRIMARY KEY,
+    created_ms      INTEGER NOT NULL,
+    channel         TEXT NOT NULL,
+    item            TEXT NOT NULL,
+    kind            TEXT NOT NULL,
+    payload         TEXT NOT NULL,   -- JSON
+    status          TEXT NOT NULL
+                    CHECK (status IN ('pending', 'held', 'suppressed', 'sent', 'expired')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL,
+    expires_ms      INTEGER NOT NULL,
+    last_error      TEXT,
+    sent_ms         INTEGER
+);
+CREATE INDEX idx_alert_outbox_status_next ON alert_outbox (status, next_attempt_ms);
+
+CREATE TABLE alert_attempts (
+    id          INTEGER PRIMARY KEY,
+    alert_id    INTEGER NOT NULL REFERENCES alert_outbox (id),
+    at_ms       INTEGER NOT NULL,
+    ok          INTEGER NOT NULL,
+    status_code INTEGER,
+    error       TEXT
+);
+CREATE INDEX idx_alert_attempts_alert ON alert_attempts (alert_id);
+";
+
 pub(crate) fn user_version(conn: &Connection) -> Result<i64, StoreError> {
     Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
 }
@@ -102,9 +166,10 @@ fn application_id(conn: &Connection) -> Result<i32, StoreError> {
     Ok(conn.pragma_query_value(None, "application_id", |r| r.get(0))?)
 }
 
-/// Brings the database at `path` to [`LATEST_VERSION`]: creates it, adopts a legacy one, or
-/// refuses a foreign or newer one without touching it.
-pub(crate) fn prepare(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+/// Brings the database at `path` to version `upto` (normally [`LATEST_VERSION`]; lower only in
+/// tests that need an old-version file): creates it, adopts a legacy one, or refuses a foreign
+/// or newer one without touching it.
+pub(crate) fn prepare(conn: &mut Connection, path: &Path, upto: u32) -> Result<(), StoreError> {
     let foreign = |detail: String| StoreError::ForeignSchema {
         path: path.to_owned(),
         detail,
@@ -150,12 +215,13 @@ pub(crate) fn prepare(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
         }
         tx.commit()?;
     }
-    migrate(conn)
+    migrate(conn, upto)
 }
 
-/// Applies every migration above the current version, each in its own transaction.
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    for (index, migration) in MIGRATIONS.iter().enumerate() {
+/// Applies every migration above the current version up to `upto`, each in its own transaction.
+fn migrate(conn: &mut Connection, upto: u32) -> Result<(), StoreError> {
+    let upto = usize::try_from(upto).unwrap_or(usize::MAX);
+    for (index, migration) in MIGRATIONS.iter().enumerate().take(upto) {
         let target = i64::try_from(index + 1).unwrap_or(i64::MAX);
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // Re-read inside the lock: another writer may have migrated meanwhile.
@@ -198,5 +264,17 @@ mod tests {
     fn application_id_literal_matches_constant() {
         // The SQL cannot interpolate the constant, so pin them together here.
         assert!(V1_SQL.contains(&format!("application_id = {APPLICATION_ID};")));
+    }
+
+    #[test]
+    fn outbox_check_lists_every_alert_status() {
+        // The CHECK cannot interpolate AlertStatus either; a status missing from it would make
+        // every insert of that status fail.
+        for status in crate::AlertStatus::ALL {
+            assert!(
+                V2_SQL.contains(&format!("'{}'", status.as_str())),
+                "{status:?}"
+            );
+        }
     }
 }

@@ -79,7 +79,18 @@ impl Agent {
     /// Starts the agent with exactly these variables (plus a database in a
     /// tempdir, no connectivity check and no Docker unless given).
     pub fn start(vars: &[(&str, String)]) -> Agent {
-        let dir = tempfile::tempdir().unwrap();
+        Agent::start_in(tempfile::tempdir().unwrap(), vars)
+    }
+
+    /// Starts a new agent process on the same directory and database.
+    pub fn restart(mut self, vars: &[(&str, String)]) -> Agent {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        Agent::start_in(dir, vars)
+    }
+
+    fn start_in(dir: tempfile::TempDir, vars: &[(&str, String)]) -> Agent {
         let db = dir.path().join("data/metrics.db");
         let mut env: BTreeMap<String, String> = BTreeMap::from([
             ("SQLITE_DB_PATH".into(), db.display().to_string()),

@@ -116,7 +116,10 @@ fn init_logging(env: &BTreeMap<String, String>) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_new(env.get("RUST_LOG").map_or("info", String::as_str))
         .context("RUST_LOG is not a valid log filter")?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colour codes only for a terminal; logs piped to files or journald stay plain.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     match env.get("LOG_FORMAT").map(|s| s.trim().to_ascii_lowercase()) {
         None => builder.init(),
         Some(f) if f.is_empty() || f == "text" => builder.init(),
@@ -157,6 +160,16 @@ fn run(config: AgentConfig) -> anyhow::Result<()> {
             heartbeat = config.alerts.heartbeat.is_some(),
             "heartbeat-agent started"
         );
+        for target in &config.targets {
+            if target.timeout >= config.loop_interval {
+                warn!(
+                    target = %target.name,
+                    timeout_s = target.timeout.as_secs_f64(),
+                    interval_s = config.loop_interval.as_secs_f64(),
+                    "timeout is not shorter than LOOP_INTERVAL_SECONDS: a hanging target will make every cycle overrun"
+                );
+            }
+        }
         if config.targets.is_empty() {
             warn!("no targets configured: add SERVICE_URL_<name>=... (see --help)");
         }

@@ -322,3 +322,109 @@ fn every_alert_arrives_once_in_order_across_receiver_outage_and_kill_9() {
     agent.signal("TERM");
     agent.wait_exit(Duration::from_secs(5));
 }
+
+#[derive(Debug, Clone, serde::Deserialize)]
+struct HeldFlag {
+    target: String,
+    state: String,
+    held_back: bool,
+}
+
+#[test]
+fn alerts_are_held_back_while_the_agents_own_connectivity_fails() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (receiver, received) = rt.block_on(late_receiver(Duration::ZERO));
+    let ping = rt.block_on(Switchable::start(Mode::Closed));
+    let broken = closed_port();
+    let mut agent = Agent::start(&[
+        ("LOOP_INTERVAL_SECONDS", "0.3".to_owned()),
+        ("SERVICE_TIMEOUT_SECONDS", "0.2".to_owned()),
+        ("STATUS_CHANGE_THRESHOLD", "2".to_owned()),
+        ("PING_URL", format!("http://{}/", ping.addr)),
+        ("WEBHOOK_URL", format!("http://{receiver}/hook")),
+        ("SERVICE_URL_broken", format!("http://{broken}/")),
+    ]);
+    let db = agent.db.clone();
+    let held = wait_until("a held alert", Duration::from_secs(20), || {
+        let alerts = ReadStore::open(&db).ok()?.alerts(100).ok()?;
+        alerts
+            .into_iter()
+            .find(|a| a.item == "broken" && a.status == AlertStatus::Held)
+    });
+    // Several more cycles with connectivity down: the target's alert stays held.
+    // (The agent's own "connectivity lost" alert is not held; it may reach a local receiver.)
+    let seen = ReadStore::open(&db).unwrap().cycle_count().unwrap();
+    agent.wait_for_cycles(seen + 5, Duration::from_secs(20));
+    let sent_for_target = |r: &Received| r.target == "broken";
+    assert!(
+        !received.lock().unwrap().iter().any(sent_for_target),
+        "sent while offline"
+    );
+
+    ping.set(Mode::Healthy);
+    let got = wait_until("the held alert", Duration::from_secs(20), || {
+        let got: Vec<Received> = received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| sent_for_target(r))
+            .cloned()
+            .collect();
+        (!got.is_empty()).then_some(got)
+    });
+    assert_eq!(got[0].id, held.id);
+    assert_eq!(
+        (got[0].target.as_str(), got[0].state.as_str()),
+        ("broken", "down")
+    );
+    let flags: HeldFlag = serde_json::from_str(&held.payload_json).unwrap();
+    assert!(flags.held_back, "{flags:?}");
+    assert_eq!(
+        (flags.target.as_str(), flags.state.as_str()),
+        ("broken", "down")
+    );
+    agent.signal("TERM");
+    agent.wait_exit(Duration::from_secs(5));
+}
+
+#[test]
+fn reminders_repeat_with_backoff_while_a_target_stays_down() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (receiver, received) = rt.block_on(late_receiver(Duration::ZERO));
+    let mut agent = Agent::start(&[
+        ("LOOP_INTERVAL_SECONDS", "0.2".to_owned()),
+        ("STATUS_CHANGE_THRESHOLD", "2".to_owned()),
+        ("ALERT_REMINDER_INTERVAL", "1s".to_owned()),
+        ("WEBHOOK_URL", format!("http://{receiver}/hook")),
+        ("SERVICE_URL_gone", format!("http://{}/", closed_port())),
+    ]);
+    let got = wait_until("two reminders", Duration::from_secs(20), || {
+        let got = received.lock().unwrap().clone();
+        (got.len() >= 3).then_some(got)
+    });
+    let states: Vec<&str> = got.iter().take(3).map(|r| r.state.as_str()).collect();
+    assert_eq!(states, ["down", "reminder", "reminder"]);
+    // Backoff: the second reminder comes about twice as late as the first.
+    let store = ReadStore::open(&agent.db).unwrap();
+    let mut sent: Vec<i64> = store
+        .alerts(100)
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.item == "gone")
+        .map(|a| a.created_ms)
+        .collect();
+    sent.sort_unstable();
+    let (first_gap, second_gap) = (sent[1] - sent[0], sent[2] - sent[1]);
+    assert!(first_gap >= 1_000, "first reminder after {first_gap} ms");
+    assert!(second_gap >= 2_000, "second reminder after {second_gap} ms");
+    agent.signal("TERM");
+    agent.wait_exit(Duration::from_secs(5));
+}

@@ -10,14 +10,6 @@ use heartbeat_core::Status;
 use heartbeat_store::{ReadStore, StoredCycle};
 use support::{Agent, closed_port, hanging_server, status_server};
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn check<'a>(cycle: &'a StoredCycle, name: &str) -> &'a heartbeat_core::CheckResult {
     &cycle
         .checks
@@ -29,7 +21,7 @@ fn check<'a>(cycle: &'a StoredCycle, name: &str) -> &'a heartbeat_core::CheckRes
 
 #[test]
 fn records_every_status_with_codes_and_messages_then_stops_on_sigterm() {
-    let rt = runtime();
+    let rt = support::runtime();
     let ok = rt.block_on(status_server(200));
     let moved = rt.block_on(status_server(301));
     let missing = rt.block_on(status_server(404));
@@ -97,7 +89,7 @@ fn records_every_status_with_codes_and_messages_then_stops_on_sigterm() {
 
 #[test]
 fn cycles_follow_a_fixed_grid_without_drift() {
-    let rt = runtime();
+    let rt = support::runtime();
     let ok = rt.block_on(status_server(200));
     let mut agent = Agent::start(&[
         ("LOOP_INTERVAL_SECONDS", "0.2".into()),
@@ -123,7 +115,7 @@ fn cycles_follow_a_fixed_grid_without_drift() {
 
 #[test]
 fn five_hundred_hanging_targets_cost_one_timeout() {
-    let rt = runtime();
+    let rt = support::runtime();
     let hang = rt.block_on(hanging_server());
     let mut vars = vec![
         ("LOOP_INTERVAL_SECONDS", "30".to_owned()),
@@ -152,7 +144,7 @@ fn five_hundred_hanging_targets_cost_one_timeout() {
 
 #[test]
 fn kill_9_mid_cycle_leaves_a_consistent_database() {
-    let rt = runtime();
+    let rt = support::runtime();
     let ok = rt.block_on(status_server(200));
     let hang = rt.block_on(hanging_server());
     let mut vars = vec![
@@ -339,7 +331,7 @@ async fn heartbeat_receiver(
 
 #[test]
 fn outbound_heartbeat_reports_services_and_stores_the_worker_code() {
-    let rt = runtime();
+    let rt = support::runtime();
     let ok = rt.block_on(status_server(200));
     let (worker, seen) = rt.block_on(heartbeat_receiver(220));
     let mut agent = Agent::start(&[

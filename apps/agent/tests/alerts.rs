@@ -161,11 +161,7 @@ fn open_items(db: &std::path::Path) -> Vec<String> {
 
 #[test]
 fn every_alert_arrives_once_in_order_across_receiver_outage_and_kill_9() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = support::runtime();
     let started = Instant::now();
     let (receiver, received) = rt.block_on(late_receiver(Duration::from_secs(20)));
     let steady = rt.block_on(status_server(200));
@@ -332,11 +328,7 @@ struct HeldFlag {
 
 #[test]
 fn alerts_are_held_back_while_the_agents_own_connectivity_fails() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = support::runtime();
     let (receiver, received) = rt.block_on(late_receiver(Duration::ZERO));
     let ping = rt.block_on(Switchable::start(Mode::Closed));
     let broken = closed_port();
@@ -393,11 +385,7 @@ fn alerts_are_held_back_while_the_agents_own_connectivity_fails() {
 
 #[test]
 fn reminders_repeat_with_backoff_while_a_target_stays_down() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = support::runtime();
     let (receiver, received) = rt.block_on(late_receiver(Duration::ZERO));
     let mut agent = Agent::start(&[
         ("LOOP_INTERVAL_SECONDS", "0.2".to_owned()),

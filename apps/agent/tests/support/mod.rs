@@ -11,6 +11,15 @@ use heartbeat_store::{ReadStore, StoredCycle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+/// A runtime for the test's local servers; the test thread itself stays free to block.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// A server answering every request with `status` and an empty body.
 pub async fn status_server(status: u16) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

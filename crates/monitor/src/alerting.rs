@@ -317,3 +317,89 @@ impl Alerting {
         self.enqueue(fx, item, "reminder", &payload, maintenance, offline);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use heartbeat_config::AgentConfig;
+    use heartbeat_core::{Connectivity, HostMetrics};
+
+    fn alerting(extra: &[(&str, &str)]) -> Alerting {
+        let mut env: std::collections::BTreeMap<String, String> = [
+            ("HEARTBEAT_URL", "https://worker.example/api/heartbeat"),
+            ("SECRET_KEY", "sk_test_secret"),
+            ("WEBHOOK_URL", "https://hooks.example/x"),
+            ("STATUS_CHANGE_THRESHOLD", "2"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        let config = AgentConfig::from_map(&env).unwrap();
+        Alerting::new(config.alerts, config.time_zone, Vec::new())
+    }
+
+    fn cycle(at: i64, worker_status: Option<i64>, worker_error: Option<&str>) -> CycleRecord {
+        CycleRecord {
+            started_at_ms: at,
+            host: HostMetrics::default(),
+            connectivity: Connectivity::default(),
+            worker_status,
+            worker_error: worker_error.map(str::to_owned),
+            cycle_duration_ms: 1.0,
+            checks: Vec::new(),
+        }
+    }
+
+    fn worker_alerts(fx: &CycleEffects) -> Vec<Payload> {
+        fx.alerts
+            .iter()
+            .filter(|a| a.item == WORKER_ITEM)
+            .map(|a| serde_json::from_str(&a.payload_json).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn worker_codes_are_debounced_and_alerted_with_their_meaning() {
+        let mut a = alerting(&[]);
+        assert!(worker_alerts(&a.evaluate(&cycle(0, Some(200), None))).is_empty());
+        assert!(worker_alerts(&a.evaluate(&cycle(1, Some(500), None))).is_empty());
+        let down = worker_alerts(&a.evaluate(&cycle(2, Some(500), None)));
+        assert_eq!(down.len(), 1);
+        assert_eq!(down[0].state, "worker");
+        assert_eq!(down[0].reason.as_deref(), Some("HTTP 500"));
+        let back = worker_alerts(&a.evaluate(&cycle(3, Some(200), None)));
+        assert_eq!(back.len(), 1);
+
+        // 220 "blind" and an unreachable worker count as failures too.
+        a.evaluate(&cycle(4, Some(220), None));
+        let blind =
+            worker_alerts(&a.evaluate(&cycle(5, None, Some("heartbeat: connection refused"))));
+        assert_eq!(blind.len(), 1);
+        assert!(!blind[0].message.contains("sk_test_secret"));
+    }
+
+    #[test]
+    fn maintenance_suppresses_but_still_records() {
+        let mut a = alerting(&[("MAINTENANCE", "2000-01-01T00:00:00Z/2100-01-01T00:00:00Z")]);
+        let now = 1_767_225_600_000; // 2026-01-01, inside the window
+        a.evaluate(&cycle(now, Some(500), None));
+        let fx = a.evaluate(&cycle(now + 10_000, Some(500), None));
+        assert!(!fx.alerts.is_empty());
+        assert!(
+            fx.alerts
+                .iter()
+                .all(|x| x.status == AlertStatus::Suppressed)
+        );
+        assert!(
+            fx.incidents
+                .iter()
+                .any(|i| matches!(i, IncidentChange::Open { .. }))
+        );
+    }
+}

@@ -82,6 +82,15 @@ pub struct AgentConfig {
     pub force_ipv4: bool,
     pub docker_host: Option<String>,
     pub alerts: AlertConfig,
+    pub retention: RetentionConfig,
+}
+
+/// How long data is kept: raw checks, per-minute and per-hour rollups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionConfig {
+    pub raw: Duration,
+    pub minute: Duration,
+    pub hour: Duration,
 }
 
 pub const DEFAULT_PING_URL: &str = "http://www.google.com/";
@@ -110,6 +119,12 @@ impl AgentConfig {
                 .collect();
             alerting::parse(&mut p, env, &time_zone, &names, status_change_threshold)
         };
+        let day = |d: u64| Duration::from_secs(d * 86_400);
+        let retention = RetentionConfig {
+            raw: p.span("RETENTION_RAW").flatten().unwrap_or(day(14)),
+            minute: p.span("RETENTION_MINUTE").flatten().unwrap_or(day(90)),
+            hour: p.span("RETENTION_HOUR").flatten().unwrap_or(day(730)),
+        };
         let targets = parse::targets(env, service_timeout, dns_override.as_ref(), &mut errors);
 
         if errors.is_empty() {
@@ -126,6 +141,7 @@ impl AgentConfig {
                 force_ipv4,
                 docker_host,
                 alerts: alerts_partial,
+                retention,
             })
         } else {
             Err(ConfigErrors(errors))

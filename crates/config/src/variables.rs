@@ -148,6 +148,17 @@ pub const VARIABLES: &[Variable] = &[
         "5",
         "Timeout of the outbound heartbeat request.",
     ),
+    var(
+        "RETENTION_RAW",
+        "14d",
+        "Keep raw checks this long (e.g. 7d, 30d). Older data stays in the rollups.",
+    ),
+    var(
+        "RETENTION_MINUTE",
+        "90d",
+        "Keep per-minute rollups this long.",
+    ),
+    var("RETENTION_HOUR", "730d", "Keep per-hour rollups this long."),
     var("RUST_LOG", "info", "Log filter, e.g. heartbeat=debug."),
     var("LOG_FORMAT", "text", "text or json."),
 ];

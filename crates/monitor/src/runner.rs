@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use heartbeat_config::AgentConfig;
 use heartbeat_core::CycleRecord;
 use heartbeat_notify::Notifier;
-use heartbeat_store::{AttemptOutcome, CycleEffects, NextStep, OutboxAlert, Store};
+use heartbeat_store::{AttemptOutcome, CycleEffects, NextStep, OutboxAlert, Retention, Store};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
@@ -82,10 +82,15 @@ pub async fn run(
     let wake = Arc::new(Notify::new());
     let (tx, rx) = mpsc::channel::<WriterCommand>(WRITE_QUEUE);
     let writer_wake = Arc::clone(&wake);
+    let retention = Retention {
+        raw: config.retention.raw,
+        minute: config.retention.minute,
+        hour: config.retention.hour,
+    };
     // SQLite is synchronous; one dedicated thread is the only writer.
     let writer = std::thread::Builder::new()
         .name("db-writer".into())
-        .spawn(move || write_loop(store, rx, &writer_wake))
+        .spawn(move || write_loop(store, rx, &writer_wake, &retention))
         .map_err(|_| MonitorError::WriterGone)?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -151,7 +156,12 @@ pub async fn run(
         .map_err(|_| MonitorError::WriterGone)
 }
 
-fn write_loop(mut store: Store, mut rx: mpsc::Receiver<WriterCommand>, wake: &Notify) -> u64 {
+fn write_loop(
+    mut store: Store,
+    mut rx: mpsc::Receiver<WriterCommand>,
+    wake: &Notify,
+    retention: &Retention,
+) -> u64 {
     let mut written = 0;
     while let Some(command) = rx.blocking_recv() {
         match command {
@@ -171,6 +181,11 @@ fn write_loop(mut store: Store, mut rx: mpsc::Receiver<WriterCommand>, wake: &No
                 }
                 if new_work {
                     wake.notify_one();
+                }
+                // One bounded batch per cycle: old data goes steadily, never in a
+                // long delete that would stall the next cycle's write.
+                if let Err(e) = store.prune(now_ms(), retention) {
+                    error!(error = %e, "could not prune old data");
                 }
             }
             WriterCommand::PendingAlerts { reply } => {

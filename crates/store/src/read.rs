@@ -206,10 +206,10 @@ pub(crate) fn item_states(conn: &Connection) -> Result<Vec<(String, String)>, St
     Ok(rows)
 }
 
-const INCIDENT_SELECT: &str = "SELECT id, item, started_at_ms, ended_at_ms, cause, first_error, \
+pub(crate) const INCIDENT_SELECT: &str = "SELECT id, item, started_at_ms, ended_at_ms, cause, first_error, \
      last_error, maintenance FROM incidents";
 
-fn incident_from_row(r: &Row<'_>) -> rusqlite::Result<StoredIncident> {
+pub(crate) fn incident_from_row(r: &Row<'_>) -> rusqlite::Result<StoredIncident> {
     Ok(StoredIncident {
         id: r.get(0)?,
         item: r.get(1)?,

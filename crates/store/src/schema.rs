@@ -29,6 +29,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         description: "v2: item_states, incidents, alert_outbox, alert_attempts (alerting)",
         sql: V2_SQL,
     },
+    Migration {
+        description: "v3: per-minute and per-hour rollups of checks and cycles, backfilled",
+        sql: V3_SQL,
+    },
 ];
 
 /// The schema version this build writes.
@@ -156,6 +160,141 @@ CREATE TABLE alert_attempts (
     error       TEXT
 );
 CREATE INDEX idx_alert_attempts_alert ON alert_attempts (alert_id);
+";
+
+/// Rollups for the dashboard, maintained by `write_cycle` in the cycle's own transaction
+/// (see `rollup.rs`) and backfilled here from the raw rows already on disk.
+///
+/// * `check_rollup_1m` / `check_rollup_1h`: per target and UTC-aligned minute / hour, the number
+///   of checks per status and the latency aggregates (`lat_n` counts checks that have a latency;
+///   `lat_min`/`lat_max` are NULL when none has). WITHOUT ROWID with the key the dashboard reads
+///   by, so a target's range is one contiguous B-tree range.
+/// * `cycle_rollup_1m` / `cycle_rollup_1h`: per bucket, the cycle count and sums of the host
+///   metrics (`*_n` counts non-NULL values, so averages never treat a missing value as 0),
+///   cycle duration and ping aggregates, connectivity and outbound heartbeat answer counts.
+///
+/// Bucket starts are `ts - (ts mod size)` with a non-negative modulo, i.e. floor alignment.
+const V3_SQL: &str = "
+CREATE TABLE check_rollup_1m (
+    target_id INTEGER NOT NULL,
+    bucket_ms INTEGER NOT NULL,
+    n         INTEGER NOT NULL,
+    n_healthy INTEGER NOT NULL,
+    n_down    INTEGER NOT NULL,
+    n_error   INTEGER NOT NULL,
+    n_timeout INTEGER NOT NULL,
+    n_unknown INTEGER NOT NULL,
+    lat_n     INTEGER NOT NULL,
+    lat_sum   REAL NOT NULL,
+    lat_min   REAL,
+    lat_max   REAL,
+    PRIMARY KEY (target_id, bucket_ms)
+) WITHOUT ROWID;
+
+CREATE TABLE check_rollup_1h (
+    target_id INTEGER NOT NULL,
+    bucket_ms INTEGER NOT NULL,
+    n         INTEGER NOT NULL,
+    n_healthy INTEGER NOT NULL,
+    n_down    INTEGER NOT NULL,
+    n_error   INTEGER NOT NULL,
+    n_timeout INTEGER NOT NULL,
+    n_unknown INTEGER NOT NULL,
+    lat_n     INTEGER NOT NULL,
+    lat_sum   REAL NOT NULL,
+    lat_min   REAL,
+    lat_max   REAL,
+    PRIMARY KEY (target_id, bucket_ms)
+) WITHOUT ROWID;
+
+CREATE TABLE cycle_rollup_1m (
+    bucket_ms INTEGER PRIMARY KEY,
+    n         INTEGER NOT NULL,
+    cpu_n     INTEGER NOT NULL,
+    cpu_sum   REAL NOT NULL,
+    ram_n     INTEGER NOT NULL,
+    ram_sum   REAL NOT NULL,
+    disk_n    INTEGER NOT NULL,
+    disk_sum  REAL NOT NULL,
+    dur_n     INTEGER NOT NULL,
+    dur_sum   REAL NOT NULL,
+    dur_min   REAL,
+    dur_max   REAL,
+    ping_n    INTEGER NOT NULL,
+    ping_sum  REAL NOT NULL,
+    ping_min  REAL,
+    ping_max  REAL,
+    online_n  INTEGER NOT NULL,
+    offline_n INTEGER NOT NULL,
+    w200_n    INTEGER NOT NULL,
+    w220_n    INTEGER NOT NULL,
+    w221_n    INTEGER NOT NULL,
+    w500_n    INTEGER NOT NULL,
+    wother_n  INTEGER NOT NULL,
+    wnull_n   INTEGER NOT NULL
+);
+
+CREATE TABLE cycle_rollup_1h (
+    bucket_ms INTEGER PRIMARY KEY,
+    n         INTEGER NOT NULL,
+    cpu_n     INTEGER NOT NULL,
+    cpu_sum   REAL NOT NULL,
+    ram_n     INTEGER NOT NULL,
+    ram_sum   REAL NOT NULL,
+    disk_n    INTEGER NOT NULL,
+    disk_sum  REAL NOT NULL,
+    dur_n     INTEGER NOT NULL,
+    dur_sum   REAL NOT NULL,
+    dur_min   REAL,
+    dur_max   REAL,
+    ping_n    INTEGER NOT NULL,
+    ping_sum  REAL NOT NULL,
+    ping_min  REAL,
+    ping_max  REAL,
+    online_n  INTEGER NOT NULL,
+    offline_n INTEGER NOT NULL,
+    w200_n    INTEGER NOT NULL,
+    w220_n    INTEGER NOT NULL,
+    w221_n    INTEGER NOT NULL,
+    w500_n    INTEGER NOT NULL,
+    wother_n  INTEGER NOT NULL,
+    wnull_n   INTEGER NOT NULL
+);
+
+INSERT INTO check_rollup_1m
+SELECT target_id, ts_ms - ((ts_ms % 60000) + 60000) % 60000 AS b,
+       count(*), sum(status = 0), sum(status = 1), sum(status = 2), sum(status = 3),
+       sum(status NOT IN (0, 1, 2, 3)),
+       count(latency_ms), total(latency_ms), min(latency_ms), max(latency_ms)
+FROM service_checks GROUP BY target_id, b;
+
+INSERT INTO check_rollup_1h
+SELECT target_id, bucket_ms - ((bucket_ms % 3600000) + 3600000) % 3600000 AS b,
+       sum(n), sum(n_healthy), sum(n_down), sum(n_error), sum(n_timeout), sum(n_unknown),
+       sum(lat_n), total(lat_sum), min(lat_min), max(lat_max)
+FROM check_rollup_1m GROUP BY target_id, b;
+
+INSERT INTO cycle_rollup_1m
+SELECT ts_ms - ((ts_ms % 60000) + 60000) % 60000 AS b, count(*),
+       count(cpu_percent), total(cpu_percent), count(ram_percent), total(ram_percent),
+       count(disk_percent), total(disk_percent),
+       count(cycle_duration_ms), total(cycle_duration_ms), min(cycle_duration_ms),
+       max(cycle_duration_ms),
+       count(ping_ms), total(ping_ms), min(ping_ms), max(ping_ms),
+       total(internet_status IS NOT NULL AND internet_status <> 0), total(internet_status = 0),
+       total(worker_status = 200), total(worker_status = 220), total(worker_status = 221),
+       total(worker_status = 500), total(worker_status NOT IN (200, 220, 221, 500)),
+       total(worker_status IS NULL)
+FROM monitoring_cycles GROUP BY b;
+
+INSERT INTO cycle_rollup_1h
+SELECT bucket_ms - ((bucket_ms % 3600000) + 3600000) % 3600000 AS b, sum(n),
+       sum(cpu_n), total(cpu_sum), sum(ram_n), total(ram_sum), sum(disk_n), total(disk_sum),
+       sum(dur_n), total(dur_sum), min(dur_min), max(dur_max),
+       sum(ping_n), total(ping_sum), min(ping_min), max(ping_max),
+       sum(online_n), sum(offline_n), sum(w200_n), sum(w220_n), sum(w221_n), sum(w500_n),
+       sum(wother_n), sum(wnull_n)
+FROM cycle_rollup_1m GROUP BY b;
 ";
 
 pub(crate) fn user_version(conn: &Connection) -> Result<i64, StoreError> {

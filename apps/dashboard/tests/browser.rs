@@ -1,0 +1,493 @@
+//! Browser end-to-end test of the dashboard frontend.
+//!
+//! Starts the real `heartbeat-dashboard` binary on a temporary SQLite database, drives Debian's
+//! headless Chromium through chromedriver (WebDriver, via `fantoccini`) and checks what a user
+//! sees: values, status colours, gaps in charts, escaping, theme, languages and live updates.
+//! Screenshots go to `target/screenshots/`.
+//!
+//! Without `chromedriver`/`chromium` it prints `skipping: <reason>` and passes, unless
+//! `HEARTBEAT_REQUIRE_BROWSER=1` (CI), where their absence fails the test.
+//! `CHROMEDRIVER` and `CHROME` override the executables' paths.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use heartbeat_core::{
+    CheckResult, Connectivity, CycleRecord, HostMetrics, Status, TargetCheck, TargetRef,
+};
+use heartbeat_store::Store;
+use serde_json::{Value as Json, json};
+
+const HOSTILE: &str = "<img src=x onerror=alert(1)>";
+const STEP_MS: i64 = 10_000;
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Kills and reaps a child process when dropped (also on panic).
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn wait_port(port: u16, what: &str, child: &mut Child) {
+    let deadline = Instant::now() + WAIT;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!("{what} exited early: {st}");
+        }
+        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn which(env: &str, names: &[&str]) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(env) {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH")?;
+    names.iter().find_map(|n| {
+        std::env::split_paths(&path)
+            .map(|d| d.join(n))
+            .find(|p| p.is_file())
+    })
+}
+
+fn now_ms() -> i64 {
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
+    i64::try_from(d.as_millis()).expect("ms")
+}
+
+fn target(name: &str, kind: &str) -> TargetRef {
+    TargetRef {
+        name: name.to_owned(),
+        kind: kind.to_owned(),
+        url: format!("http://{name}.internal/health"),
+    }
+}
+
+fn check(name: &str, kind: &str, result: CheckResult) -> TargetCheck {
+    TargetCheck {
+        target: target(name, kind),
+        result,
+    }
+}
+
+/// One cycle. `i` is the cycle's index (0 = oldest); `web` is absent from cycles 12..=17
+/// (a gap of six buckets); `flaky_status` is flaky's status in this cycle.
+fn cycle(ts_ms: i64, i: usize, last: bool, flaky_status: Status) -> CycleRecord {
+    let mut checks = Vec::new();
+    if !(12..=17).contains(&i) {
+        let latency = if last { 42.5 } else { 30.0 + (i % 7) as f64 };
+        checks.push(check(
+            "web",
+            "http",
+            CheckResult::healthy(latency, Some(200)),
+        ));
+    }
+    checks.push(check(
+        "db",
+        "docker",
+        CheckResult::failed(Status::Down, "Container state: exited"),
+    ));
+    checks.push(check(
+        "evil",
+        "http",
+        CheckResult {
+            status: Status::Error,
+            status_code: Some(500),
+            latency_ms: Some(12.0),
+            error_message: Some(HOSTILE.to_owned()),
+        },
+    ));
+    let flaky = if flaky_status == Status::Healthy {
+        CheckResult::healthy(20.0, Some(204))
+    } else {
+        CheckResult::failed(flaky_status, "Timeout")
+    };
+    checks.push(check("flaky", "http", flaky));
+    CycleRecord {
+        started_at_ms: ts_ms,
+        host: HostMetrics {
+            cpu_percent: Some(12.5),
+            ram_percent: Some(45.0),
+            ram_used_mb: Some(2048.0),
+            disk_percent: Some(67.0),
+            uptime_seconds: Some(5.0 * 3600.0),
+            container_count: Some(3),
+        },
+        connectivity: Connectivity {
+            internet_status: Some(true),
+            ping_ms: Some(20.0),
+        },
+        worker_status: Some(200),
+        worker_error: None,
+        cycle_duration_ms: 8.0 + (i % 3) as f64,
+        checks,
+    }
+}
+
+fn truthy(v: &Json) -> bool {
+    !matches!(v, Json::Null | Json::Bool(false))
+        && v.as_str() != Some("")
+        && v.as_f64() != Some(0.0)
+}
+
+/// Polls `script` (a function body that `return`s) until its value is truthy.
+async fn wait_js(c: &Client, what: &str, script: &str) -> Json {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let last = match c.execute(script, vec![]).await {
+            Ok(v) if truthy(&v) => return v,
+            Ok(v) => v,
+            Err(e) => json!(format!("error: {e}")),
+        };
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; last value: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn js(c: &Client, script: &str) -> Json {
+    c.execute(script, vec![]).await.expect("script")
+}
+
+async fn screenshot(c: &Client, dir: &Path, name: &str) {
+    let png = c.screenshot().await.expect("screenshot");
+    std::fs::write(dir.join(name), png).expect("write screenshot");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_in_a_real_browser() {
+    let required = std::env::var("HEARTBEAT_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
+    let skip = |reason: &str| {
+        assert!(!required, "HEARTBEAT_REQUIRE_BROWSER=1 but {reason}");
+        println!("skipping: {reason}");
+    };
+    let Some(driver) = which("CHROMEDRIVER", &["chromedriver"]) else {
+        return skip("chromedriver not found (apt-get install chromium chromium-driver)");
+    };
+    let Some(chrome) = which("CHROME", &["chromium", "chromium-browser", "google-chrome"]) else {
+        return skip("chromium not found (apt-get install chromium chromium-driver)");
+    };
+
+    // The database exists (schema only) before the dashboard starts: it must say "waiting".
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let db = tmp.path().join("metrics.db");
+    let mut store = Store::open(&db).expect("open store");
+
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_heartbeat-dashboard"))
+        .env("DASHBOARD_ADDR", format!("127.0.0.1:{port}"))
+        .env("SQLITE_DB_PATH", &db)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start heartbeat-dashboard");
+    wait_port(port, "heartbeat-dashboard", &mut child);
+    let _dashboard = Proc(child);
+
+    let dport = free_port();
+    let mut dchild = Command::new(&driver)
+        .arg(format!("--port={dport}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    wait_port(dport, "chromedriver", &mut dchild);
+    let _driver = Proc(dchild);
+
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chrome,
+            "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                     "--window-size=1280,800", "--lang=en-US", "--hide-scrollbars"],
+            "prefs": {"intl.accept_languages": "en-US,en"},
+        }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let c = ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{dport}"))
+        .await
+        .expect("WebDriver session");
+
+    let base = format!("http://127.0.0.1:{port}/");
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    std::fs::create_dir_all(&shots).expect("screenshot dir");
+
+    // Run the checks in a task so the browser session is closed even when one fails.
+    let run = {
+        let c = c.clone();
+        tokio::spawn(async move { checks(&c, &base, &shots, &mut store).await })
+    };
+    let outcome = run.await;
+    let _ = c.close().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+async fn checks(c: &Client, base: &str, shots: &Path, store: &mut Store) {
+    c.set_window_size(1280, 800).await.expect("window size");
+    c.goto(base).await.expect("open dashboard");
+
+    // 1. Before any cycle: a friendly waiting state, and the page keeps polling.
+    wait_js(
+        c,
+        "the waiting-for-data state",
+        "return !document.getElementById('waiting').hidden",
+    )
+    .await;
+
+    // 2. Thirty cycles over the last five minutes (the "live" range), `web` with a gap.
+    let now = now_ms();
+    for i in 0..30usize {
+        let ts = now - (29 - i as i64) * STEP_MS;
+        store
+            .write_cycle(&cycle(ts, i, i == 29, Status::Healthy))
+            .expect("write cycle");
+    }
+    wait_js(
+        c,
+        "targets to render",
+        "return document.querySelectorAll('[data-target] .target-status').length >= 4",
+    )
+    .await;
+    assert_eq!(
+        js(c, "return document.getElementById('waiting').hidden").await,
+        json!(true)
+    );
+
+    // Values.
+    let latency = wait_js(
+        c,
+        "web's latency",
+        "const e = document.querySelector('[data-target=\"web\"] .target-latency'); return e && /42[.,]5/.test(e.textContent) && e.textContent",
+    )
+    .await;
+    assert!(
+        latency.as_str().is_some_and(|s| s.contains("ms")),
+        "{latency}"
+    );
+    let cpu = js(
+        c,
+        "return document.querySelector('[data-metric=\"cpu\"] dd').textContent",
+    )
+    .await;
+    assert!(
+        cpu.as_str().is_some_and(|s| s.contains("12.5")),
+        "cpu: {cpu}"
+    );
+    let containers = js(
+        c,
+        "return document.querySelector('[data-metric=\"containers\"] dd').textContent",
+    )
+    .await;
+    assert_eq!(containers, json!("3"));
+    let worker = js(
+        c,
+        "return document.getElementById('worker-status').dataset.status",
+    )
+    .await;
+    assert_eq!(worker, json!("healthy"), "worker_status 200 is ok");
+
+    // Status colours (computed styles, exactly the palette).
+    let colour = |name: &str| {
+        format!(
+            "const e = document.querySelector('[data-target=\"{name}\"] .target-status'); \
+             return e && [e.dataset.status, getComputedStyle(e).backgroundColor]"
+        )
+    };
+    assert_eq!(
+        js(c, &colour("db")).await,
+        json!(["down", "rgb(239, 68, 68)"])
+    );
+    assert_eq!(
+        js(c, &colour("web")).await,
+        json!(["healthy", "rgb(34, 197, 94)"])
+    );
+    assert_eq!(
+        js(c, &colour("evil")).await,
+        json!(["error", "rgb(249, 115, 22)"])
+    );
+    assert!(js(c, "return document.querySelector('[data-target=\"db\"].status-down, [data-target=\"db\"] .status-down') !== null").await == json!(true));
+
+    // A missing bucket is a gap: web's chart has at least two separate line segments.
+    let segs = wait_js(
+        c,
+        "web's chart with a gap",
+        "const n = document.querySelectorAll('[data-target=\"web\"] .series-segment').length; return n >= 2 && n",
+    )
+    .await;
+    assert!(segs.as_u64().is_some_and(|n| n >= 2), "segments: {segs}");
+
+    // Hostile error text is shown literally; no element was injected.
+    let err = js(
+        c,
+        "return document.querySelector('[data-target=\"evil\"] .target-error').textContent",
+    )
+    .await;
+    assert_eq!(err, json!(HOSTILE));
+    let imgs = js(
+        c,
+        "return document.querySelectorAll('#targets img, [data-target] img').length",
+    )
+    .await;
+    assert_eq!(imgs, json!(0), "an <img> was injected from an error text");
+
+    screenshot(c, shots, "dashboard-desktop.png").await;
+
+    // Table view shows the same hooks.
+    c.find(Locator::Css("#view-toggle [data-view=\"table\"]"))
+        .await
+        .expect("table toggle")
+        .click()
+        .await
+        .expect("click table");
+    wait_js(c, "table view", "return document.querySelector('table.target-table tr[data-target=\"db\"] .target-status[data-status=\"down\"]') !== null").await;
+    assert_eq!(
+        js(c, "return document.querySelector('#view-toggle [data-view=\"table\"]').getAttribute('aria-pressed')").await,
+        json!("true")
+    );
+    screenshot(c, shots, "dashboard-desktop-table.png").await;
+    c.find(Locator::Css("#view-toggle [data-view=\"grid\"]"))
+        .await
+        .expect("grid toggle")
+        .click()
+        .await
+        .expect("click grid");
+
+    // Theme: the switch flips data-theme and the background, and is remembered.
+    let before = js(c, "return [document.documentElement.dataset.theme, getComputedStyle(document.body).backgroundColor]").await;
+    c.find(Locator::Id("theme-toggle"))
+        .await
+        .expect("theme toggle")
+        .click()
+        .await
+        .expect("click theme");
+    let after = js(c, "return [document.documentElement.dataset.theme, getComputedStyle(document.body).backgroundColor]").await;
+    assert_ne!(before[0], after[0], "data-theme did not change");
+    assert_ne!(before[1], after[1], "background colour did not change");
+    assert!(
+        after[0] == json!("dark") || after[0] == json!("light"),
+        "{after}"
+    );
+    screenshot(
+        c,
+        shots,
+        &format!(
+            "dashboard-desktop-{}.png",
+            after[0].as_str().unwrap_or("theme")
+        ),
+    )
+    .await;
+    c.refresh().await.expect("reload");
+    wait_js(c, "the remembered theme", &format!("return document.documentElement.dataset.theme === {} && document.querySelector('[data-target]') !== null", after[0])).await;
+
+    // Languages: Spanish and Thai change visible labels and <html lang>.
+    for (code, title, down) in [
+        ("es", "Servicios", "Caído"),
+        ("th", "บริการที่ตรวจสอบ", "ล่ม"),
+        ("en", "Targets", "Down"),
+    ] {
+        c.find(Locator::Id("lang-select"))
+            .await
+            .expect("lang select")
+            .select_by_value(code)
+            .await
+            .expect("select language");
+        wait_js(
+            c,
+            &format!("language {code}"),
+            &format!(
+                "return document.documentElement.lang === '{code}' \
+                 && document.getElementById('targets-title').textContent === '{title}' \
+                 && document.querySelector('[data-target=\"db\"] .target-status').textContent === '{down}'"
+            ),
+        )
+        .await;
+        if code == "th" {
+            screenshot(c, shots, "dashboard-desktop-th.png").await;
+        }
+    }
+
+    // Detail view (hash route): history chart with the gap, incidents/errors panels, badge.
+    c.goto(&format!("{base}#/service/web"))
+        .await
+        .expect("detail route");
+    wait_js(
+        c,
+        "detail view",
+        "return !document.getElementById('detail').hidden && document.querySelectorAll('#detail-chart .series-segment').length >= 2",
+    )
+    .await;
+    let badge = js(c, "return [...document.querySelectorAll('#detail input.snippet')].map(i => i.value).join('\\n')").await;
+    assert!(
+        badge
+            .as_str()
+            .is_some_and(|s| s.contains("/badge/web/status.svg")),
+        "{badge}"
+    );
+    screenshot(c, shots, "dashboard-detail.png").await;
+    c.goto(&format!("{base}#/")).await.expect("overview route");
+    wait_js(
+        c,
+        "overview again",
+        "return !document.getElementById('overview').hidden",
+    )
+    .await;
+
+    // Phone width: no horizontal scroll.
+    c.set_window_size(390, 844).await.expect("phone size");
+    wait_js(
+        c,
+        "no horizontal scroll at phone width",
+        "return window.innerWidth <= 420 && document.documentElement.scrollWidth <= window.innerWidth",
+    )
+    .await;
+    screenshot(c, shots, "dashboard-phone.png").await;
+    c.set_window_size(1280, 800).await.expect("desktop size");
+
+    // Live update: a new cycle turns flaky to timeout and #last-updated changes.
+    assert_eq!(js(c, &colour("flaky")).await[0], json!("healthy"));
+    let stamp = js(
+        c,
+        "return document.getElementById('last-updated').textContent",
+    )
+    .await;
+    store
+        .write_cycle(&cycle(now_ms(), 30, true, Status::Timeout))
+        .expect("write new cycle");
+    wait_js(
+        c,
+        "flaky to turn timeout",
+        "const e = document.querySelector('[data-target=\"flaky\"] .target-status'); return e && e.dataset.status === 'timeout'",
+    )
+    .await;
+    assert_eq!(
+        js(c, &colour("flaky")).await,
+        json!(["timeout", "rgb(234, 179, 8)"])
+    );
+    let stamp2 = js(
+        c,
+        "return document.getElementById('last-updated').textContent",
+    )
+    .await;
+    assert_ne!(stamp, stamp2, "#last-updated did not change");
+}

@@ -660,25 +660,7 @@ fn latest_cycle_checks(
 
 /// Columns: id, ts_ms, status, status_code, latency_ms, error_message.
 fn check_row(r: &Row<'_>) -> Result<LatestCheck, StoreError> {
-    let row_id: i64 = r.get(0)?;
-    let invalid = |column: &'static str, detail: String| StoreError::InvalidValue {
-        table: "service_checks",
-        column,
-        id: row_id,
-        detail,
-    };
-    let code: i64 = r.get(2)?;
-    let status = u8::try_from(code)
-        .ok()
-        .and_then(Status::from_code)
-        .ok_or_else(|| invalid("status", format!("unknown status code {code}")))?;
-    let status_code = r
-        .get::<_, Option<i64>>(3)?
-        .map(|c| {
-            u16::try_from(c)
-                .map_err(|_| invalid("status_code", format!("{c} is not an HTTP status")))
-        })
-        .transpose()?;
+    let (status, status_code) = crate::read::decode_status(r.get(0)?, r.get(2)?, r.get(3)?)?;
     Ok(LatestCheck {
         ts_ms: r.get(1)?,
         status,

@@ -156,26 +156,35 @@ fn cycle_from_row(r: &Row<'_>) -> Result<StoredCycle, StoreError> {
     })
 }
 
-fn check_from_row(r: &Row<'_>) -> Result<StoredCheck, StoreError> {
-    let id: i64 = r.get(0)?;
+/// Decodes a `service_checks` row's `status` code and HTTP `status_code`,
+/// naming the row and column when a stored value is out of range.
+pub(crate) fn decode_status(
+    id: i64,
+    code: i64,
+    status_code: Option<i64>,
+) -> Result<(Status, Option<u16>), StoreError> {
     let invalid = |column: &'static str, detail: String| StoreError::InvalidValue {
         table: "service_checks",
         column,
         id,
         detail,
     };
-    let code: i64 = r.get(5)?;
     let status = u8::try_from(code)
         .ok()
         .and_then(Status::from_code)
         .ok_or_else(|| invalid("status", format!("unknown status code {code}")))?;
-    let status_code = r
-        .get::<_, Option<i64>>(6)?
+    let status_code = status_code
         .map(|c| {
             u16::try_from(c)
                 .map_err(|_| invalid("status_code", format!("{c} is not an HTTP status")))
         })
         .transpose()?;
+    Ok((status, status_code))
+}
+
+fn check_from_row(r: &Row<'_>) -> Result<StoredCheck, StoreError> {
+    let id: i64 = r.get(0)?;
+    let (status, status_code) = decode_status(id, r.get(5)?, r.get(6)?)?;
     Ok(StoredCheck {
         id,
         target: TargetRef {

@@ -27,6 +27,8 @@ mod legacy;
 mod read;
 mod rollup;
 mod schema;
+#[cfg(any(test, feature = "synthetic"))]
+pub mod synthetic;
 
 pub use alerting::{
     AlertStatus, AttemptOutcome, CycleEffects, IncidentChange, NewAlert, NextStep, OutboxAlert,
@@ -304,84 +306,117 @@ fn write_cycle_tx(
 ) -> Result<i64, StoreError> {
     // IMMEDIATE takes the write lock up front, so a busy database fails here, not mid-way.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let cycle_id = {
-        let mut insert_cycle = tx.prepare_cached(
-            "INSERT INTO monitoring_cycles (ts_ms, cpu_percent, ram_percent, ram_used_mb, \
-             disk_percent, uptime_seconds, container_count, internet_status, ping_ms, \
-             worker_status, worker_error, cycle_duration_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        )?;
-        let h = &cycle.host;
-        let c = &cycle.connectivity;
-        insert_cycle.execute(params![
-            cycle.started_at_ms,
-            h.cpu_percent,
-            h.ram_percent,
-            h.ram_used_mb,
-            h.disk_percent,
-            h.uptime_seconds,
-            h.container_count,
-            c.internet_status,
-            c.ping_ms,
-            cycle.worker_status,
-            cycle.worker_error,
-            cycle.cycle_duration_ms,
-        ])?;
-        let cycle_id = tx.last_insert_rowid();
-
-        let mut upsert_target = tx.prepare_cached(
-            "INSERT INTO targets (name, kind, url, created_at_ms) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT(name) DO UPDATE SET kind = excluded.kind, url = excluded.url \
-             RETURNING id",
-        )?;
-        let mut insert_check = tx.prepare_cached(
-            "INSERT INTO service_checks (cycle_id, target_id, ts_ms, status, status_code, \
-             latency_ms, error_message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?;
-        for check in &cycle.checks {
-            let t = &check.target;
-            let cached = targets
-                .get(&t.name)
-                .filter(|c| c.kind == t.kind && c.url == t.url)
-                .map(|c| c.id);
-            let target_id = match cached {
-                Some(id) => id,
-                None => {
-                    let id: i64 = upsert_target
-                        .query_row(params![t.name, t.kind, t.url, cycle.started_at_ms], |r| {
-                            r.get(0)
-                        })?;
-                    touched.push(t.name.clone());
-                    targets.insert(
-                        t.name.clone(),
-                        CachedTarget {
-                            id,
-                            kind: t.kind.clone(),
-                            url: t.url.clone(),
-                        },
-                    );
-                    id
-                }
-            };
-            let r = &check.result;
-            insert_check.execute(params![
-                cycle_id,
-                target_id,
-                cycle.started_at_ms,
-                r.status.code(),
-                r.status_code,
-                r.latency_ms,
-                r.error_message,
-            ])?;
-        }
-        cycle_id
-    };
+    let cycle_id = insert_raw(&tx, targets, cycle, touched)?;
     if rollups {
         rollup::apply_cycle(&tx, cycle_id, cycle.started_at_ms)?;
     }
     alerting::apply(&tx, effects)?;
     tx.commit()?;
     Ok(cycle_id)
+}
+
+/// Inserts the cycle row and its check rows (upserting targets, caching their ids in
+/// `targets` and recording newly cached names in `touched`) in the caller's transaction;
+/// returns the cycle id. The raw half of `write_cycle`; the bulk generator
+/// (`synthetic.rs`) composes the same three steps.
+fn insert_raw(
+    tx: &Connection,
+    targets: &mut HashMap<String, CachedTarget>,
+    cycle: &CycleRecord,
+    touched: &mut Vec<String>,
+) -> Result<i64, StoreError> {
+    let cycle_id = insert_cycle_row(tx, cycle)?;
+    for check in &cycle.checks {
+        let target_id = resolve_target(tx, targets, &check.target, cycle.started_at_ms, touched)?;
+        insert_check_row(tx, cycle_id, target_id, cycle.started_at_ms, &check.result)?;
+    }
+    Ok(cycle_id)
+}
+
+/// The `monitoring_cycles` row of `cycle`; returns its id.
+pub(crate) fn insert_cycle_row(tx: &Connection, cycle: &CycleRecord) -> Result<i64, StoreError> {
+    let mut insert_cycle = tx.prepare_cached(
+        "INSERT INTO monitoring_cycles (ts_ms, cpu_percent, ram_percent, ram_used_mb, \
+         disk_percent, uptime_seconds, container_count, internet_status, ping_ms, \
+         worker_status, worker_error, cycle_duration_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?;
+    let h = &cycle.host;
+    let c = &cycle.connectivity;
+    insert_cycle.execute(params![
+        cycle.started_at_ms,
+        h.cpu_percent,
+        h.ram_percent,
+        h.ram_used_mb,
+        h.disk_percent,
+        h.uptime_seconds,
+        h.container_count,
+        c.internet_status,
+        c.ping_ms,
+        cycle.worker_status,
+        cycle.worker_error,
+        cycle.cycle_duration_ms,
+    ])?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// The id of target `t`, from the cache when its kind and URL are unchanged, otherwise
+/// upserted by name (kind and URL follow the latest record; `created_at_ms` = `ts_ms` for a
+/// new row) and cached, with its name pushed to `touched`.
+pub(crate) fn resolve_target(
+    tx: &Connection,
+    targets: &mut HashMap<String, CachedTarget>,
+    t: &TargetRef,
+    ts_ms: i64,
+    touched: &mut Vec<String>,
+) -> Result<i64, StoreError> {
+    if let Some(c) = targets
+        .get(&t.name)
+        .filter(|c| c.kind == t.kind && c.url == t.url)
+    {
+        return Ok(c.id);
+    }
+    let id: i64 = tx
+        .prepare_cached(
+            "INSERT INTO targets (name, kind, url, created_at_ms) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT(name) DO UPDATE SET kind = excluded.kind, url = excluded.url \
+             RETURNING id",
+        )?
+        .query_row(params![t.name, t.kind, t.url, ts_ms], |r| r.get(0))?;
+    touched.push(t.name.clone());
+    targets.insert(
+        t.name.clone(),
+        CachedTarget {
+            id,
+            kind: t.kind.clone(),
+            url: t.url.clone(),
+        },
+    );
+    Ok(id)
+}
+
+/// One `service_checks` row.
+pub(crate) fn insert_check_row(
+    tx: &Connection,
+    cycle_id: i64,
+    target_id: i64,
+    ts_ms: i64,
+    r: &CheckResult,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO service_checks (cycle_id, target_id, ts_ms, status, status_code, \
+         latency_ms, error_message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        cycle_id,
+        target_id,
+        ts_ms,
+        r.status.code(),
+        r.status_code,
+        r.latency_ms,
+        r.error_message,
+    ])?;
+    Ok(())
 }
 
 /// Keeps `-wal` and `-shm` on disk after a clean close, so that a reader on a read-only

@@ -7,8 +7,8 @@
 //!
 //! Scale: `BENCH_DAYS` (default 30) days of 10 s cycles for `BENCH_TARGETS` (default 50)
 //! targets, i.e. 259 200 cycles and 12.96 M checks at the defaults. The database is generated
-//! through `Store::write_cycle` (the agent's own write path, rollups included), which takes
-//! several minutes; it is cached as `target/dashboard-bench/metrics-<days>d-<targets>t.db`
+//! by the store's bulk generator (`heartbeat_store::synthetic`, tested to write the same rows
+//! and rollups as `Store::write_cycle`); it is cached as `target/dashboard-bench/metrics-<days>d-<targets>t.db`
 //! and reused by later runs (delete it to regenerate). `BENCH_RUNS` (default 20) requests
 //! are timed per range.
 
@@ -18,10 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use heartbeat_core::{
-    CheckResult, Connectivity, CycleRecord, HostMetrics, Status, TargetCheck, TargetRef,
-};
 use heartbeat_dashboard::{AppState, Config, router};
+use heartbeat_store::synthetic::{DEFAULT_CHUNK_CYCLES, Synthetic};
 use heartbeat_store::{ReadStore, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -38,73 +36,16 @@ fn env_num(name: &str, default: i64) -> i64 {
         .unwrap_or(default)
 }
 
-fn targets(n: i64) -> Vec<TargetRef> {
-    (0..n)
-        .map(|i| TargetRef {
-            name: format!("svc{i:02}"),
-            kind: if i % 5 == 4 { "docker" } else { "http" }.to_owned(),
-            url: format!("http://svc{i}.internal/health"),
-        })
-        .collect()
-}
-
-/// Appends 10 s cycles from `start` up to now to the database at `path`.
+/// Appends 10 s cycles from `start` up to now to the database at `path`, through the store's
+/// bulk generator (same rows and rollups as `write_cycle`, in large transactions).
 fn generate(path: &Path, start: i64, n_targets: i64) {
     let cycles = (now_ms() - start) / STEP_MS;
-    let targets = targets(n_targets);
+    let mut synthetic = Synthetic::new(usize::try_from(n_targets).unwrap());
     let mut store = Store::open(path).unwrap();
-    let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
     let began = Instant::now();
+    let mut bulk = store.bulk_writer(DEFAULT_CHUNK_CYCLES).unwrap();
     for i in 0..cycles {
-        let checks = targets
-            .iter()
-            .map(|t| {
-                let r = next();
-                let result = match r % 1000 {
-                    0..=4 => CheckResult::failed(Status::Down, "connection refused"),
-                    5..=7 => CheckResult::failed(Status::Timeout, "timed out after 2s"),
-                    8..=9 => CheckResult {
-                        status: Status::Error,
-                        status_code: Some(503),
-                        latency_ms: Some(40.0),
-                        error_message: Some("HTTP 503".into()),
-                    },
-                    _ => CheckResult::healthy(2.0 + (r >> 20) as f64 % 200.0 / 4.0, Some(200)),
-                };
-                TargetCheck {
-                    target: t.clone(),
-                    result,
-                }
-            })
-            .collect();
-        let r = next();
-        store
-            .write_cycle(&CycleRecord {
-                started_at_ms: start + i * STEP_MS,
-                host: HostMetrics {
-                    cpu_percent: Some((r % 1000) as f64 / 10.0),
-                    ram_percent: Some(40.0 + (r % 100) as f64 / 10.0),
-                    ram_used_mb: Some(2048.0),
-                    disk_percent: Some(61.5),
-                    uptime_seconds: Some((i * 10) as f64),
-                    container_count: Some(12),
-                },
-                connectivity: Connectivity {
-                    internet_status: Some(r % 500 != 0),
-                    ping_ms: Some(10.0 + (r % 300) as f64 / 10.0),
-                },
-                worker_status: Some(if r % 300 == 0 { 500 } else { 200 }),
-                worker_error: None,
-                cycle_duration_ms: 15.0 + (r % 50) as f64,
-                checks,
-            })
-            .unwrap();
+        bulk.append(&synthetic.cycle(start + i * STEP_MS)).unwrap();
         if i % 25_920 == 0 && i > 0 {
             eprintln!(
                 "  {:>3}% ({i} cycles, {:.0} s)",
@@ -113,6 +54,7 @@ fn generate(path: &Path, start: i64, n_targets: i64) {
             );
         }
     }
+    bulk.finish().unwrap();
     drop(store);
     eprintln!(
         "generated {cycles} cycles in {:.0} s",

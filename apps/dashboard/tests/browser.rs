@@ -491,3 +491,147 @@ async fn checks(c: &Client, base: &str, shots: &Path, store: &mut Store) {
     .await;
     assert_ne!(stamp, stamp2, "#last-updated did not change");
 }
+
+/// The detail view's incident table: a closed maintenance incident (tagged "Maintenance")
+/// and an ongoing outage (tagged "Ongoing"), with hostile error texts shown as text. Kept in
+/// its own test so the browser start-up here can move to a shared helper independently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detail_view_shows_incidents_and_maintenance() {
+    let required = std::env::var("HEARTBEAT_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
+    let skip = |reason: &str| {
+        assert!(!required, "HEARTBEAT_REQUIRE_BROWSER=1 but {reason}");
+        println!("skipping: {reason}");
+    };
+    let Some(driver) = which("CHROMEDRIVER", &["chromedriver"]) else {
+        return skip("chromedriver not found (apt-get install chromium chromium-driver)");
+    };
+    let Some(chrome) = which("CHROME", &["chromium", "chromium-browser", "google-chrome"]) else {
+        return skip("chromium not found (apt-get install chromium chromium-driver)");
+    };
+
+    // Ten minutes of cycles; `db` is down throughout. Incidents of `db`: a maintenance window
+    // 8..6 minutes ago (closed), and an outage opened 4 minutes ago (still open).
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let db = tmp.path().join("metrics.db");
+    let mut store = Store::open(&db).expect("open store");
+    let now = now_ms();
+    let open = |started_at_ms: i64, cause: &str, err: &str, maintenance: bool| {
+        heartbeat_store::IncidentChange::Open {
+            item: "db".into(),
+            started_at_ms,
+            cause: cause.into(),
+            first_error: Some(err.into()),
+            last_error: None,
+            maintenance,
+        }
+    };
+    let close = |ended_at_ms: i64| heartbeat_store::IncidentChange::Close {
+        item: "db".into(),
+        ended_at_ms,
+        last_error: Some("back after maintenance".into()),
+    };
+    for i in 0..60usize {
+        let ts = now - (59 - i as i64) * STEP_MS;
+        let mut effects = heartbeat_store::CycleEffects::default();
+        match i {
+            12 => effects.incidents.push(open(ts, "down", "planned restart", true)),
+            24 => effects.incidents.push(close(ts)),
+            36 => effects.incidents.push(open(ts, "down", HOSTILE, false)),
+            _ => {}
+        }
+        store
+            .write_cycle_with(&cycle(ts, i, i == 59, Status::Healthy), &effects)
+            .expect("write cycle");
+    }
+    drop(store);
+
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_heartbeat-dashboard"))
+        .env("DASHBOARD_ADDR", format!("127.0.0.1:{port}"))
+        .env("SQLITE_DB_PATH", &db)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start heartbeat-dashboard");
+    wait_port(port, "heartbeat-dashboard", &mut child);
+    let _dashboard = Proc(child);
+    let dport = free_port();
+    let mut dchild = Command::new(&driver)
+        .arg(format!("--port={dport}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    wait_port(dport, "chromedriver", &mut dchild);
+    let _driver = Proc(dchild);
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chrome,
+            "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                     "--window-size=1280,900", "--lang=en-US", "--hide-scrollbars"],
+            "prefs": {"intl.accept_languages": "en-US,en"},
+        }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let c = ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{dport}"))
+        .await
+        .expect("WebDriver session");
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    std::fs::create_dir_all(&shots).expect("screenshot dir");
+    let url = format!("http://127.0.0.1:{port}/#/service/db");
+    let run = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            c.goto(&url).await.expect("open detail view");
+            incident_checks(&c, &shots).await;
+        })
+    };
+    let outcome = run.await;
+    let _ = c.close().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+async fn incident_checks(c: &Client, shots: &Path) {
+    // Rows newest first: the ongoing outage, then the maintenance window.
+    let rows = wait_js(
+        c,
+        "two incident rows in the detail view",
+        "const r = [...document.querySelectorAll('#detail table.plain tbody tr')]
+           .filter((tr) => tr.children.length === 6);
+         return r.length === 2 && r.map((tr) => ({
+           ongoing: tr.classList.contains('ongoing'),
+           tags: [...tr.querySelectorAll('.tag')].map((t) => t.textContent),
+           cause: tr.children[3].textContent,
+           first: tr.children[4].textContent,
+           last: tr.children[5].textContent,
+         }));",
+    )
+    .await;
+    assert_eq!(
+        rows,
+        json!([
+            {"ongoing": true, "tags": ["Ongoing"], "cause": "Down", "first": HOSTILE, "last": ""},
+            {"ongoing": false, "tags": ["Maintenance"], "cause": "Down",
+             "first": "planned restart", "last": "back after maintenance"},
+        ])
+    );
+    // The hostile text stayed text: no element was created from it anywhere on the page.
+    assert_eq!(
+        js(c, "return document.querySelectorAll('#detail img').length").await,
+        json!(0)
+    );
+    // The closed incident's duration is its two minutes.
+    let duration = js(
+        c,
+        "return [...document.querySelectorAll('#detail table.plain tbody tr.ongoing ~ tr td.num')].map((t) => t.textContent)",
+    )
+    .await;
+    assert_eq!(duration, json!(["2m 0s"]), "maintenance lasted 12 cycles of 10 s");
+    screenshot(c, shots, "dashboard-detail-incidents.png").await;
+}

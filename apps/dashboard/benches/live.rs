@@ -168,7 +168,7 @@ fn main() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, router(state)).await });
-        for range in ["30d", "7d", "24h", "1h", "live"] {
+        for range in ["30d", "7d", "24h", "12h", "6h", "3h", "1h", "live"] {
             let path = format!("/api/live?range={range}");
             let (status, bytes) = http_get(addr, &path).await; // warm-up
             assert_eq!(status, 200, "{path}");

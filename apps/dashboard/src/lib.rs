@@ -309,10 +309,14 @@ impl AppState {
     }
 }
 
-/// `range / points`, rounded to whole minutes from one minute up (so rollups can answer) and
-/// to whole seconds below, never under one second.
+/// `range / points`, rounded to whole hours from one hour up and to whole minutes from one
+/// minute up (so the hour or minute rollups can answer: 7d/30 = 5.6 h becomes 6 h and reads
+/// 6 hour rows per bucket instead of 336 minute rows), to whole seconds below, never under one
+/// second. A range then has about `points` buckets (7d: 29 instead of 31).
 pub fn nice_bucket(ms: i64) -> i64 {
-    if ms >= 60_000 {
+    if ms >= 3_600_000 {
+        (ms + 1_800_000) / 3_600_000 * 3_600_000
+    } else if ms >= 60_000 {
         (ms + 30_000) / 60_000 * 60_000
     } else {
         ((ms + 500) / 1000 * 1000).max(1000)
@@ -631,7 +635,7 @@ mod tests {
             .iter()
             .map(|(_, s)| nice_bucket(s * 1000 / 30) / 1000)
             .collect();
-        assert_eq!(b, vec![10, 120, 360, 720, 1440, 2880, 20160, 86400]);
+        assert_eq!(b, vec![10, 120, 360, 720, 1440, 2880, 21600, 86400]);
         assert_eq!(nice_bucket(1), 1000);
     }
 }

@@ -206,7 +206,11 @@ fn live_ok(port: u16) -> Option<i64> {
 
 /// The newest cycle in the file, read directly (from the writable side).
 fn newest(db: &Path) -> Option<i64> {
-    ReadStore::open(db).ok()?.latest_cycle().ok()?.map(|c| c.ts_ms)
+    ReadStore::open(db)
+        .ok()?
+        .latest_cycle()
+        .ok()?
+        .map(|c| c.ts_ms)
 }
 
 fn chmod(path: &Path, mode: &str) {
@@ -264,7 +268,8 @@ fn dashboard_survives_the_agent_lifecycle_on_a_read_only_mount() {
     let last = newest(&db).unwrap();
     assert!(last >= later);
     assert_eq!(
-        wait_for("the last cycle after kill -9", || live_ok(port).filter(|&t| t == last)),
+        wait_for("the last cycle after kill -9", || live_ok(port)
+            .filter(|&t| t == last)),
         last
     );
     drop(dash);

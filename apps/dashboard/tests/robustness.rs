@@ -140,11 +140,11 @@ fn dashboard(mode: &ReadOnly, data: &Path, port: u16) -> Proc {
             let mut c = Command::new("unshare");
             // The mount exists only in the dashboard's namespace; `exec` keeps the pid.
             c.args(["-m", "sh", "-ec"])
-                .arg(format!(
+                .arg(
                     "mount --bind \"$1\" \"$2\"; mount -o remount,bind,ro \"$2\"; \
                      if touch \"$2/.probe\" 2>/dev/null; then echo 'mount is writable' >&2; exit 9; fi; \
-                     exec \"$3\""
-                ))
+                     exec \"$3\"",
+                )
                 .args(["sh", &data.display().to_string(), &mnt.display().to_string(), bin])
                 .env("SQLITE_DB_PATH", mnt.join("metrics.db"));
             c

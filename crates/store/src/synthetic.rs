@@ -248,10 +248,10 @@ impl Synthetic {
                 container_count: Some(12),
             },
             connectivity: Connectivity {
-                internet_status: Some(r % 500 != 0),
+                internet_status: Some(!r.is_multiple_of(500)),
                 ping_ms: Some(10.0 + (r % 300) as f64 / 10.0),
             },
-            worker_status: Some(if r % 300 == 0 { 500 } else { 200 }),
+            worker_status: Some(if r.is_multiple_of(300) { 500 } else { 200 }),
             worker_error: None,
             cycle_duration_ms: 15.0 + (r % 50) as f64,
             checks,

@@ -1,5 +1,5 @@
-// Tiny i18n: languages are listed in i18n/index.json; each has i18n/<code>.json.
-// Adding a language = adding its JSON file and one line in the manifest.
+// Tiny i18n: each language is one file, i18n/<code>.json, whose "lang.name" is its own name.
+// The server lists the embedded files at i18n/index.json, so adding a language = adding a file.
 const base = new URL('./i18n/', import.meta.url);
 let dict = {};
 let fallback = {};

@@ -50,12 +50,42 @@ fn serve(path: &str, body: &'static [u8]) -> Response {
         .into_response()
 }
 
-/// An embedded file by its path below `assets/`.
+/// An embedded file by its path below `assets/`; `i18n/index.json` is the language list.
 pub(crate) fn lookup(path: &str) -> Option<Response> {
+    if path == LANGUAGES {
+        return Some(serve(path, languages()));
+    }
     ASSETS
         .iter()
         .find(|(name, _)| *name == path)
         .map(|(name, body)| serve(name, body))
+}
+
+const LANGUAGES: &str = "i18n/index.json";
+
+/// `[{"code": "en", "name": "English"}, ...]` for every embedded `i18n/<code>.json`, with the
+/// name from its `"lang.name"` key (the code when missing), so adding a language is adding
+/// one file. Built once.
+fn languages() -> &'static [u8] {
+    static LIST: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    LIST.get_or_init(|| {
+        let list: Vec<serde_json::Value> = ASSETS
+            .iter()
+            .filter_map(|(name, body)| {
+                let code = name.strip_prefix("i18n/")?.strip_suffix(".json")?;
+                if code.contains('/') || code == "index" {
+                    return None;
+                }
+                let dict: serde_json::Value = serde_json::from_slice(body).ok()?;
+                let label = dict
+                    .get("lang.name")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or(code);
+                Some(serde_json::json!({"code": code, "name": label}))
+            })
+            .collect();
+        serde_json::to_vec(&list).unwrap_or_else(|_| b"[]".to_vec())
+    })
 }
 
 pub(crate) async fn index() -> Response {

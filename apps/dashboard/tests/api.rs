@@ -452,4 +452,27 @@ async fn openapi_and_frontend_are_served() {
     }
     assert_eq!(get(&s, "/assets/nope.js").await.status, 404);
     assert_eq!(get(&s, "/nope").await.status, 404);
+
+    // The language list is derived from the embedded i18n/<code>.json files (one file per
+    // language), each naming itself.
+    let langs = get(&s, "/assets/i18n/index.json").await.json();
+    let files: Vec<String> = heartbeat_dashboard::embedded_assets()
+        .filter_map(|n| n.strip_prefix("i18n/")?.strip_suffix(".json"))
+        .map(str::to_owned)
+        .collect();
+    let codes: Vec<&str> = langs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, files);
+    assert_eq!(
+        langs,
+        serde_json::json!([
+            {"code": "en", "name": "English"},
+            {"code": "es", "name": "Español"},
+            {"code": "th", "name": "ไทย"},
+        ])
+    );
 }

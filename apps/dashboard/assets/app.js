@@ -431,6 +431,9 @@ function renderDetail(name) {
 
   const errors = Array.isArray(detOk?.errors) ? detOk.errors : [];
   const errPanel = h('section', { class: 'panel' }, h('h3', {}, t('detail.errors')),
+    // The API counts messages over the newest minutes with failures only (raw rows are kept
+    // for the raw retention), so the counts can be lower than the status distribution's.
+    errors.length ? h('p', { class: 'muted small' }, t('detail.errorsNote')) : null,
     errors.length ? h('div', { class: 'table-wrap' }, h('table', { class: 'plain' },
       h('thead', {}, h('tr', {}, ['err.message', 'err.count', 'err.lastSeen'].map((k) => h('th', { scope: 'col' }, t(k))))),
       h('tbody', {}, errors.map((e) => h('tr', {},

@@ -37,10 +37,27 @@ struct Cli {
     /// A scenario (JSON file) to start at once.
     #[arg(long, env = "MOCK_SCENARIO")]
     scenario: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<MockCommand>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum MockCommand {
+    /// Exit 0 when the controller at --addr answers GET /api/state with 2xx, else 1
+    /// (Docker's HEALTHCHECK; the image has no shell).
+    Healthcheck,
 }
 
 fn main() -> std::process::ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if let Some(MockCommand::Healthcheck) = cli.command {
+        let addr = heartbeat_healthcheck::loopback(cli.addr);
+        let outcome =
+            heartbeat_healthcheck::http_get(addr, "/api/state", heartbeat_healthcheck::TIMEOUT)
+                .map(|code| format!("GET /api/state on {addr}: {code}"));
+        return heartbeat_healthcheck::report("heartbeat-mock", outcome);
+    }
+    match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("heartbeat-mock: {e:#}");

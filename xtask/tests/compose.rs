@@ -1,0 +1,489 @@
+//! The Docker Compose deployment, end to end on this machine's real Docker engine.
+//!
+//! Builds the three images the way `cargo xtask images` does (static host binaries, the
+//! Dockerfile's `runtime-prebuilt` target), validates both real compose files, brings the
+//! real `docker-compose.dev.yml` up under a unique project name with free host ports, then:
+//! takes the mock's `api` service down through its JSON API, sees the dashboard report it
+//! through its `:ro` mount, sees the alert in the mock's webhook sink, restarts the agent
+//! while polling the dashboard, stops the agent cleanly and restarts the dashboard on the
+//! closed database. A guard runs `down -v` and removes the images even when a step fails.
+//!
+//! Without an engine or a compose tool the test prints `skipping: <reason>` and passes,
+//! unless `HEARTBEAT_REQUIRE_DOCKER=1`, which makes it fail instead.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use xtask::images;
+
+/// How long the stack may take to reach each expected state.
+const DEADLINE: Duration = Duration::from_secs(90);
+const POLL_EVERY: Duration = Duration::from_millis(200);
+/// Runtime images must stay this small (issue 6).
+const MAX_IMAGE_BYTES: u64 = 20_000_000;
+
+// ---------------------------------------------------------------------------
+// Tools and skipping
+// ---------------------------------------------------------------------------
+
+fn run(cmd: &mut Command) -> Result<Output, String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(format!(
+            "{:?} {:?} failed ({}): {}{}",
+            cmd.get_program(),
+            cmd.get_args().collect::<Vec<_>>(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn docker(args: &[&str]) -> Result<String, String> {
+    run(Command::new("docker").args(args)).map(|o| stdout(&o))
+}
+
+/// `docker compose` (v2) when it works, else `docker-compose` (1.29 here); the files and
+/// the commands the test uses are the same for both.
+fn compose_tool() -> Result<Vec<&'static str>, String> {
+    if run(Command::new("docker").args(["compose", "version"])).is_ok() {
+        return Ok(vec!["docker", "compose"]);
+    }
+    run(Command::new("docker-compose").arg("version"))
+        .map(|_| vec!["docker-compose"])
+        .map_err(|e| format!("neither `docker compose` nor `docker-compose` works: {e}"))
+}
+
+/// The compose tool, or `None` (after printing why) when the test must skip.
+fn environment() -> Option<Vec<&'static str>> {
+    let ready = docker(&["version", "--format", "{{.Server.Version}}"])
+        .map_err(|e| format!("docker engine not reachable: {e}"))
+        .and_then(|_| compose_tool());
+    match ready {
+        Ok(tool) => Some(tool),
+        Err(reason) => {
+            if std::env::var("HEARTBEAT_REQUIRE_DOCKER").as_deref() == Ok("1") {
+                panic!("HEARTBEAT_REQUIRE_DOCKER=1 but {reason}");
+            }
+            println!("skipping: {reason}");
+            None
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local addr").port()
+}
+
+// ---------------------------------------------------------------------------
+// The stack and its guard
+// ---------------------------------------------------------------------------
+
+/// One compose project of this test run; dropping it removes every container, network,
+/// volume and image it created.
+struct Stack {
+    tool: Vec<&'static str>,
+    root: PathBuf,
+    project: String,
+    /// An empty --env-file, so a developer's .env in the repository plays no part.
+    env_file: tempfile::NamedTempFile,
+    vars: Vec<(String, String)>,
+    images: Vec<String>,
+}
+
+impl Stack {
+    fn compose(&self, file: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(self.tool[0]);
+        cmd.args(&self.tool[1..])
+            .current_dir(&self.root)
+            .arg("--env-file")
+            .arg(self.env_file.path())
+            .args(["-f", file, "-p", &self.project])
+            .args(args);
+        for (k, v) in &self.vars {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    fn dev(&self, args: &[&str]) -> Result<String, String> {
+        run(&mut self.compose("docker-compose.dev.yml", args)).map(|o| stdout(&o))
+    }
+
+    fn container(&self, service: &str) -> String {
+        let id = self.dev(&["ps", "-q", service]).expect("compose ps");
+        assert!(!id.is_empty(), "no container for {service}");
+        id
+    }
+
+    fn logs(&self) -> String {
+        self.dev(&["logs", "--no-color", "--tail", "60"])
+            .unwrap_or_else(|e| e)
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("compose logs:\n{}", self.logs());
+        }
+        if let Err(e) = self.dev(&["down", "-v", "--remove-orphans", "--timeout", "10"]) {
+            eprintln!("cleanup: {e}");
+        }
+        for image in &self.images {
+            if let Err(e) = docker(&["image", "rm", "--force", image]) {
+                eprintln!("cleanup: {e}");
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// HTTP against the published ports
+// ---------------------------------------------------------------------------
+
+struct Http {
+    rt: tokio::runtime::Runtime,
+    client: reqwest::Client,
+}
+
+impl Http {
+    fn new() -> Http {
+        Http {
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime"),
+            client: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("client"),
+        }
+    }
+
+    /// The status and JSON body (Null when not JSON), or the transport error.
+    fn get(&self, url: &str) -> Result<(u16, Value), String> {
+        self.rt.block_on(async {
+            let res = self
+                .client
+                .get(url)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let code = res.status().as_u16();
+            let text = res.text().await.map_err(|e| e.to_string())?;
+            Ok((code, serde_json::from_str(&text).unwrap_or(Value::Null)))
+        })
+    }
+
+    fn put(&self, url: &str, body: Value) -> (u16, Value) {
+        self.rt.block_on(async {
+            let res = self
+                .client
+                .put(url)
+                .json(&body)
+                .send()
+                .await
+                .expect("PUT");
+            let code = res.status().as_u16();
+            (code, res.json().await.unwrap_or(Value::Null))
+        })
+    }
+}
+
+/// Polls `probe` until it returns `Some`; an `Err` is an observation to report if the
+/// deadline passes (the last one is shown), not a failure.
+fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Result<Option<T>, String>) -> T {
+    let deadline = Instant::now() + DEADLINE;
+    let mut last = String::from("nothing yet");
+    loop {
+        match probe() {
+            Ok(Some(v)) => return v,
+            Ok(None) => {}
+            Err(e) => last = e,
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {DEADLINE:?} waiting for {what}; last: {last}"
+        );
+        std::thread::sleep(POLL_EVERY); // polling interval, not synchronisation
+    }
+}
+
+/// The `services` entry named `name` in an /api/live answer.
+fn service<'a>(live: &'a Value, name: &str) -> Option<&'a Value> {
+    live["services"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == name)
+}
+
+/// An /api/live answer that serves history: 200 and at least one latency for `web`.
+fn serves_history(answer: &Result<(u16, Value), String>) -> Result<(), String> {
+    match answer {
+        Ok((200, live)) => {
+            let points = live["history"]["services"]["web"]
+                .as_array()
+                .map_or(0, |a| a.iter().filter(|v| !v.is_null()).count());
+            if points > 0 {
+                Ok(())
+            } else {
+                Err(format!("200 without history: {live}"))
+            }
+        }
+        Ok((code, body)) => Err(format!("{code}: {body}")),
+        Err(e) => Err(e.clone()),
+    }
+}
+
+/// In a rendered `config`, whether the dashboard mounts `volume` read-only: the short form
+/// `volume:/data:ro` (docker-compose 1.29) or the long form with `read_only: true` (v2).
+fn dashboard_mount_is_ro(config: &str, volume: &str) -> bool {
+    let Some(start) = config.find("\n  dashboard:\n") else {
+        return false;
+    };
+    let rest = &config[start + 1..];
+    // The dashboard's block ends at the next line indented two spaces or less.
+    let end = rest
+        .match_indices('\n')
+        .map(|(i, _)| i + 1)
+        .find(|&i| {
+            let line = &rest[i..];
+            !line.is_empty() && !line.starts_with("   ")
+        })
+        .unwrap_or(rest.len());
+    let block = &rest[..end];
+    if block.contains(&format!("- {volume}:/data:ro")) {
+        return true;
+    }
+    // Long form: the list item holding `source: volume` also holds `read_only: true`.
+    block.split("- type:").any(|item| {
+        item.contains(&format!("source: {volume}\n")) && item.contains("read_only: true")
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The test
+// ---------------------------------------------------------------------------
+
+#[test]
+fn dev_stack_end_to_end_on_the_real_engine() {
+    let Some(tool) = environment() else { return };
+    let root = images::workspace_root();
+    let run_id = format!(
+        "{}{:x}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default()
+    );
+    let tag = format!("e2e-{run_id}");
+    let dashboard_port = free_port();
+    let mock_port = free_port();
+    let socket_gid = std::fs::metadata("/var/run/docker.sock")
+        .map(|m| std::os::unix::fs::MetadataExt::gid(&m).to_string())
+        .unwrap_or_else(|_| "0".to_owned());
+    let mut stack = Stack {
+        tool,
+        root: root.clone(),
+        project: format!("hbtest{run_id}"),
+        env_file: tempfile::NamedTempFile::new().expect("env file"),
+        vars: vec![
+            ("HEARTBEAT_AGENT_IMAGE".into(), images::image_name("heartbeat-agent", &tag)),
+            ("HEARTBEAT_DASHBOARD_IMAGE".into(), images::image_name("heartbeat-dashboard", &tag)),
+            ("HEARTBEAT_MOCK_IMAGE".into(), images::image_name("heartbeat-mock", &tag)),
+            ("DASHBOARD_PORT".into(), dashboard_port.to_string()),
+            ("MOCK_PORT".into(), mock_port.to_string()),
+            ("LOOP_INTERVAL_SECONDS".into(), "2".into()),
+            ("STATUS_CHANGE_THRESHOLD".into(), "2".into()),
+            // A zone with history, resolved without /usr/share/zoneinfo in the image.
+            ("TZ".into(), "America/Lima".into()),
+            // Only for validating the prod file.
+            ("DOCKER_GID".into(), socket_gid),
+            ("HEARTBEAT_ENV_FILE".into(), ".env.prod.example".into()),
+        ],
+        images: Vec::new(),
+    };
+
+    // Images: the guard owns them as soon as the build starts.
+    stack.images = images::BINARIES
+        .iter()
+        .map(|b| images::image_name(b, &tag))
+        .collect();
+    let binaries = images::build_static_binaries(&root).expect("static binaries");
+    images::stage(&root, &binaries).expect("staging");
+    for bin in images::BINARIES {
+        images::build_image(&root, bin, &images::image_name(bin, &tag)).expect("image build");
+    }
+    for image in &stack.images {
+        let size = images::image_size(image).expect("image size");
+        println!("image {image}: {size} bytes");
+        assert!(size <= MAX_IMAGE_BYTES, "{image} is {size} bytes, over 20 MB");
+        let user = docker(&["image", "inspect", "--format", "{{.Config.User}}", image])
+            .expect("inspect");
+        assert_eq!(user, "10001:10001", "{image} must run as the non-root user");
+        let health = docker(&["image", "inspect", "--format", "{{json .Config.Healthcheck.Test}}", image])
+            .expect("inspect");
+        assert!(health.contains("\"healthcheck\"") && !health.contains("CMD-SHELL"), "{image}: {health}");
+    }
+
+    // Both real compose files are valid, with the dashboard's data volume read-only.
+    let prod = run(&mut stack.compose("docker-compose.prod.yml", &["config"]))
+        .map(|o| stdout(&o))
+        .expect("docker-compose.prod.yml config");
+    let dev = stack.dev(&["config"]).expect("docker-compose.dev.yml config");
+    for (name, config, volume) in [("prod", &prod, "heartbeat-data"), ("dev", &dev, "heartbeat-dev-data")] {
+        assert!(
+            dashboard_mount_is_ro(config, volume),
+            "{name}: the dashboard's {volume} mount is not read-only:\n{config}"
+        );
+    }
+
+    // Up. The compose file's `build:` is not used: the images are there already.
+    stack.dev(&["up", "-d", "--no-build"]).expect("compose up");
+    let http = Http::new();
+    let dash = format!("http://127.0.0.1:{dashboard_port}");
+    let mock = format!("http://127.0.0.1:{mock_port}");
+    let live_url = format!("{dash}/api/live?range=1h");
+
+    // Every target healthy in the dashboard: the agent resolved `mock` and wrote cycles,
+    // the dashboard read them through the :ro mount.
+    wait_for("four healthy targets on the dashboard", || {
+        let (code, live) = http.get(&format!("{dash}/api/live?range=live"))?;
+        let healthy = ["api", "web", "auth", "db"]
+            .iter()
+            .all(|n| service(&live, n).is_some_and(|s| s["status"] == "healthy"));
+        if code == 200 && healthy {
+            Ok(Some(()))
+        } else {
+            Err(format!("{code}: {live}"))
+        }
+    });
+
+    // The healthcheck subcommand, in the real images, from inside the containers.
+    for service in ["agent", "dashboard", "mock"] {
+        let id = stack.container(service);
+        docker(&["exec", &id, "/usr/local/bin/heartbeat", "healthcheck"])
+            .unwrap_or_else(|e| panic!("healthcheck of {service}: {e}"));
+    }
+    // The dashboard's data mount really is read-only in the engine.
+    let mounts = docker(&[
+        "inspect",
+        "--format",
+        "{{range .Mounts}}{{.Destination}}={{.RW}} {{end}}",
+        &stack.container("dashboard"),
+    ])
+    .expect("inspect");
+    assert_eq!(mounts, "/data=false", "dashboard mounts");
+    // The limits the compose file sets reach the engine (docker-compose 1.29 honours mem_limit).
+    let memory = docker(&["inspect", "--format", "{{.HostConfig.Memory}}", &stack.container("agent")])
+        .expect("inspect");
+    assert_eq!(memory, (256 * 1024 * 1024).to_string(), "agent mem_limit");
+
+    // Take `api` down through the mock's API.
+    let (code, body) = http.put(&format!("{mock}/api/services/api/mode"), serde_json::json!({"kind": "down"}));
+    assert_eq!(code, 200, "{body}");
+
+    // The agent records it and the dashboard reports it.
+    wait_for("api down on the dashboard", || {
+        let (code, live) = http.get(&format!("{dash}/api/live?range=live"))?;
+        let api = service(&live, "api").cloned().unwrap_or(Value::Null);
+        if code == 200 && api["status"] == "down" {
+            Ok(Some(()))
+        } else {
+            Err(format!("{code}: {api}"))
+        }
+    });
+
+    // The alert reaches the webhook sink.
+    let alert = wait_for("the down alert in the mock's sink", || {
+        let (_, alerts) = http.get(&format!("{mock}/api/alerts"))?;
+        let found = alerts.as_array().and_then(|a| {
+            a.iter()
+                .find(|i| i["body"]["target"] == "api" && i["body"]["state"] == "down")
+                .cloned()
+        });
+        found.map(Some).ok_or_else(|| format!("alerts: {alerts}"))
+    });
+    assert_eq!(alert["channel"], "webhook", "{alert}");
+
+    // Restart the agent while polling the dashboard: every answer serves history.
+    let before = serves_history(&http.get(&live_url));
+    assert!(before.is_ok(), "before the restart: {before:?}");
+    let mut restart = stack
+        .compose("docker-compose.dev.yml", &["restart", "--timeout", "20", "agent"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("compose restart");
+    let mut polls = 0_u32;
+    let status = loop {
+        let answer = http.get(&live_url);
+        if let Err(e) = serves_history(&answer) {
+            panic!("the dashboard stopped serving history during the agent's restart: {e}");
+        }
+        polls += 1;
+        if let Some(status) = restart.try_wait().expect("wait") {
+            break status;
+        }
+        std::thread::sleep(POLL_EVERY); // polling interval
+    };
+    assert!(status.success(), "compose restart agent failed: {status}");
+    assert!(polls >= 2, "only {polls} polls during the restart");
+    println!("{polls} dashboard polls during the agent's restart, all with history");
+    // The restarted agent writes again: the newest check moves on.
+    let last_check = |live: &Value| service(live, "web").and_then(|s| s["last_check_ms"].as_i64());
+    let (_, live) = http.get(&live_url).expect("live");
+    let seen = last_check(&live).expect("web has a last check");
+    wait_for("a cycle from the restarted agent", || {
+        let (_, live) = http.get(&live_url)?;
+        Ok(last_check(&live).filter(|&t| t > seen).map(|_| ()))
+    });
+
+    // Stop the agent cleanly: exit 0 after SIGTERM, database closed.
+    let agent = stack.container("agent");
+    stack.dev(&["stop", "--timeout", "20", "agent"]).expect("compose stop agent");
+    let exit = docker(&["inspect", "--format", "{{.State.ExitCode}}", &agent]).expect("inspect");
+    assert_eq!(exit, "0", "the agent did not stop cleanly");
+    // The running dashboard still opens the closed database …
+    serves_history(&http.get(&live_url)).expect("after the agent stopped");
+    // … and so does a fresh dashboard process on the :ro mount (needs the persisted -wal/-shm).
+    stack.dev(&["restart", "dashboard"]).expect("compose restart dashboard");
+    wait_for("the restarted dashboard serving the closed database", || {
+        serves_history(&http.get(&live_url)).map(Some)
+    });
+
+    let logs = stack.logs();
+    assert!(!logs.contains("panicked"), "a container panicked:\n{logs}");
+
+    // The guard's cleanup, checked: nothing of the project or its images is left.
+    let project = stack.project.clone();
+    let created = stack.images.clone();
+    drop(stack);
+    let label = format!("label=com.docker.compose.project={project}");
+    for kind in ["container", "network", "volume"] {
+        let mut args = vec![kind, "ls", "-q", "--filter", label.as_str()];
+        if kind == "container" {
+            args.push("--all");
+        }
+        let left = docker(&args).expect("docker ls");
+        assert!(left.is_empty(), "{kind}s of {project} left behind: {left}");
+    }
+    for image in created {
+        assert!(docker(&["image", "inspect", &image]).is_err(), "{image} left behind");
+    }
+}

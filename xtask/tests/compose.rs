@@ -194,12 +194,14 @@ impl Http {
             let res = self
                 .client
                 .put(url)
-                .json(&body)
+                .header("content-type", "application/json")
+                .body(body.to_string())
                 .send()
                 .await
                 .expect("PUT");
             let code = res.status().as_u16();
-            (code, res.json().await.unwrap_or(Value::Null))
+            let text = res.text().await.unwrap_or_default();
+            (code, serde_json::from_str(&text).unwrap_or(Value::Null))
         })
     }
 }

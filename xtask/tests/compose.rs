@@ -305,9 +305,18 @@ fn dev_stack_end_to_end_on_the_real_engine() {
         project: format!("hbtest{run_id}"),
         env_file: tempfile::NamedTempFile::new().expect("env file"),
         vars: vec![
-            ("HEARTBEAT_AGENT_IMAGE".into(), images::image_name("heartbeat-agent", &tag)),
-            ("HEARTBEAT_DASHBOARD_IMAGE".into(), images::image_name("heartbeat-dashboard", &tag)),
-            ("HEARTBEAT_MOCK_IMAGE".into(), images::image_name("heartbeat-mock", &tag)),
+            (
+                "HEARTBEAT_AGENT_IMAGE".into(),
+                images::image_name("heartbeat-agent", &tag),
+            ),
+            (
+                "HEARTBEAT_DASHBOARD_IMAGE".into(),
+                images::image_name("heartbeat-dashboard", &tag),
+            ),
+            (
+                "HEARTBEAT_MOCK_IMAGE".into(),
+                images::image_name("heartbeat-mock", &tag),
+            ),
             ("DASHBOARD_PORT".into(), dashboard_port.to_string()),
             ("MOCK_PORT".into(), mock_port.to_string()),
             ("LOOP_INTERVAL_SECONDS".into(), "2".into()),
@@ -334,21 +343,38 @@ fn dev_stack_end_to_end_on_the_real_engine() {
     for image in &stack.images {
         let size = images::image_size(image).expect("image size");
         println!("image {image}: {size} bytes");
-        assert!(size <= MAX_IMAGE_BYTES, "{image} is {size} bytes, over 20 MB");
-        let user = docker(&["image", "inspect", "--format", "{{.Config.User}}", image])
-            .expect("inspect");
+        assert!(
+            size <= MAX_IMAGE_BYTES,
+            "{image} is {size} bytes, over 20 MB"
+        );
+        let user =
+            docker(&["image", "inspect", "--format", "{{.Config.User}}", image]).expect("inspect");
         assert_eq!(user, "10001:10001", "{image} must run as the non-root user");
-        let health = docker(&["image", "inspect", "--format", "{{json .Config.Healthcheck.Test}}", image])
-            .expect("inspect");
-        assert!(health.contains("\"healthcheck\"") && !health.contains("CMD-SHELL"), "{image}: {health}");
+        let health = docker(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{json .Config.Healthcheck.Test}}",
+            image,
+        ])
+        .expect("inspect");
+        assert!(
+            health.contains("\"healthcheck\"") && !health.contains("CMD-SHELL"),
+            "{image}: {health}"
+        );
     }
 
     // Both real compose files are valid, with the dashboard's data volume read-only.
     let prod = run(&mut stack.compose("docker-compose.prod.yml", &["config"]))
         .map(|o| stdout(&o))
         .expect("docker-compose.prod.yml config");
-    let dev = stack.dev(&["config"]).expect("docker-compose.dev.yml config");
-    for (name, config, volume) in [("prod", &prod, "heartbeat-data"), ("dev", &dev, "heartbeat-dev-data")] {
+    let dev = stack
+        .dev(&["config"])
+        .expect("docker-compose.dev.yml config");
+    for (name, config, volume) in [
+        ("prod", &prod, "heartbeat-data"),
+        ("dev", &dev, "heartbeat-dev-data"),
+    ] {
         assert!(
             dashboard_mount_is_ro(config, volume),
             "{name}: the dashboard's {volume} mount is not read-only:\n{config}"
@@ -392,12 +418,20 @@ fn dev_stack_end_to_end_on_the_real_engine() {
     .expect("inspect");
     assert_eq!(mounts, "/data=false", "dashboard mounts");
     // The limits the compose file sets reach the engine (docker-compose 1.29 honours mem_limit).
-    let memory = docker(&["inspect", "--format", "{{.HostConfig.Memory}}", &stack.container("agent")])
-        .expect("inspect");
+    let memory = docker(&[
+        "inspect",
+        "--format",
+        "{{.HostConfig.Memory}}",
+        &stack.container("agent"),
+    ])
+    .expect("inspect");
     assert_eq!(memory, (256 * 1024 * 1024).to_string(), "agent mem_limit");
 
     // Take `api` down through the mock's API.
-    let (code, body) = http.put(&format!("{mock}/api/services/api/mode"), serde_json::json!({"kind": "down"}));
+    let (code, body) = http.put(
+        &format!("{mock}/api/services/api/mode"),
+        serde_json::json!({"kind": "down"}),
+    );
     assert_eq!(code, 200, "{body}");
 
     // The agent records it and the dashboard reports it.
@@ -427,7 +461,10 @@ fn dev_stack_end_to_end_on_the_real_engine() {
     let before = serves_history(&http.get(&live_url));
     assert!(before.is_ok(), "before the restart: {before:?}");
     let mut restart = stack
-        .compose("docker-compose.dev.yml", &["restart", "--timeout", "20", "agent"])
+        .compose(
+            "docker-compose.dev.yml",
+            &["restart", "--timeout", "20", "agent"],
+        )
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -458,16 +495,21 @@ fn dev_stack_end_to_end_on_the_real_engine() {
 
     // Stop the agent cleanly: exit 0 after SIGTERM, database closed.
     let agent = stack.container("agent");
-    stack.dev(&["stop", "--timeout", "20", "agent"]).expect("compose stop agent");
+    stack
+        .dev(&["stop", "--timeout", "20", "agent"])
+        .expect("compose stop agent");
     let exit = docker(&["inspect", "--format", "{{.State.ExitCode}}", &agent]).expect("inspect");
     assert_eq!(exit, "0", "the agent did not stop cleanly");
     // The running dashboard still opens the closed database …
     serves_history(&http.get(&live_url)).expect("after the agent stopped");
     // … and so does a fresh dashboard process on the :ro mount (needs the persisted -wal/-shm).
-    stack.dev(&["restart", "dashboard"]).expect("compose restart dashboard");
-    wait_for("the restarted dashboard serving the closed database", || {
-        serves_history(&http.get(&live_url)).map(Some)
-    });
+    stack
+        .dev(&["restart", "dashboard"])
+        .expect("compose restart dashboard");
+    wait_for(
+        "the restarted dashboard serving the closed database",
+        || serves_history(&http.get(&live_url)).map(Some),
+    );
 
     let logs = stack.logs();
     assert!(!logs.contains("panicked"), "a container panicked:\n{logs}");
@@ -486,6 +528,9 @@ fn dev_stack_end_to_end_on_the_real_engine() {
         assert!(left.is_empty(), "{kind}s of {project} left behind: {left}");
     }
     for image in created {
-        assert!(docker(&["image", "inspect", &image]).is_err(), "{image} left behind");
+        assert!(
+            docker(&["image", "inspect", &image]).is_err(),
+            "{image} left behind"
+        );
     }
 }

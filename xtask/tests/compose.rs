@@ -91,26 +91,63 @@ fn free_port() -> u16 {
 // The stack and its guard
 // ---------------------------------------------------------------------------
 
-/// One compose project of this test run; dropping it removes every container, network,
-/// volume and image it created.
+/// Images built for this run, removed when dropped (after the stacks that use them).
+struct Images(Vec<String>);
+
+impl Drop for Images {
+    fn drop(&mut self) {
+        for image in &self.0 {
+            if let Err(e) = docker(&["image", "rm", "--force", image]) {
+                eprintln!("cleanup: {e}");
+            }
+        }
+    }
+}
+
+/// One compose project of this test run on one of the real compose files; dropping it
+/// runs `down -v`, which removes its containers, network and volumes.
 struct Stack {
     tool: Vec<&'static str>,
     root: PathBuf,
+    file: &'static str,
     project: String,
     /// An empty --env-file, so a developer's .env in the repository plays no part.
     env_file: tempfile::NamedTempFile,
     vars: Vec<(String, String)>,
-    images: Vec<String>,
 }
 
 impl Stack {
-    fn compose(&self, file: &str, args: &[&str]) -> Command {
+    fn new(
+        tool: &[&'static str],
+        file: &'static str,
+        project: String,
+        vars: &[(&str, String)],
+    ) -> Stack {
+        Stack {
+            tool: tool.to_vec(),
+            root: images::workspace_root(),
+            file,
+            project,
+            env_file: tempfile::NamedTempFile::new().expect("env file"),
+            vars: vars
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+        }
+    }
+
+    fn set(&mut self, key: &str, value: &str) {
+        self.vars.retain(|(k, _)| k != key);
+        self.vars.push((key.to_owned(), value.to_owned()));
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(self.tool[0]);
         cmd.args(&self.tool[1..])
             .current_dir(&self.root)
             .arg("--env-file")
             .arg(self.env_file.path())
-            .args(["-f", file, "-p", &self.project])
+            .args(["-f", self.file, "-p", &self.project])
             .args(args);
         for (k, v) in &self.vars {
             cmd.env(k, v);
@@ -118,18 +155,18 @@ impl Stack {
         cmd
     }
 
-    fn dev(&self, args: &[&str]) -> Result<String, String> {
-        run(&mut self.compose("docker-compose.dev.yml", args)).map(|o| stdout(&o))
+    fn run(&self, args: &[&str]) -> Result<String, String> {
+        run(&mut self.command(args)).map(|o| stdout(&o))
     }
 
     fn container(&self, service: &str) -> String {
-        let id = self.dev(&["ps", "-q", service]).expect("compose ps");
+        let id = self.run(&["ps", "-q", service]).expect("compose ps");
         assert!(!id.is_empty(), "no container for {service}");
         id
     }
 
     fn logs(&self) -> String {
-        self.dev(&["logs", "--no-color", "--tail", "60"])
+        self.run(&["logs", "--no-color", "--tail", "60"])
             .unwrap_or_else(|e| e)
     }
 }
@@ -137,16 +174,24 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("compose logs:\n{}", self.logs());
+            eprintln!("{} logs:\n{}", self.file, self.logs());
         }
-        if let Err(e) = self.dev(&["down", "-v", "--remove-orphans", "--timeout", "10"]) {
+        if let Err(e) = self.run(&["down", "-v", "--remove-orphans", "--timeout", "10"]) {
             eprintln!("cleanup: {e}");
         }
-        for image in &self.images {
-            if let Err(e) = docker(&["image", "rm", "--force", image]) {
-                eprintln!("cleanup: {e}");
-            }
+    }
+}
+
+/// Nothing of `project` is left in the engine.
+fn assert_removed(project: &str) {
+    let label = format!("label=com.docker.compose.project={project}");
+    for kind in ["container", "network", "volume"] {
+        let mut args = vec![kind, "ls", "-q", "--filter", label.as_str()];
+        if kind == "container" {
+            args.push("--all");
         }
+        let left = docker(&args).expect("docker ls");
+        assert!(left.is_empty(), "{kind}s of {project} left behind: {left}");
     }
 }
 
@@ -281,8 +326,32 @@ fn dashboard_mount_is_ro(config: &str, volume: &str) -> bool {
 // The test
 // ---------------------------------------------------------------------------
 
+/// The image variables of both compose files, for this run's tag.
+fn image_vars(tag: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "HEARTBEAT_AGENT_IMAGE",
+            images::image_name("heartbeat-agent", tag),
+        ),
+        (
+            "HEARTBEAT_DASHBOARD_IMAGE",
+            images::image_name("heartbeat-dashboard", tag),
+        ),
+        (
+            "HEARTBEAT_MOCK_IMAGE",
+            images::image_name("heartbeat-mock", tag),
+        ),
+    ]
+}
+
+fn socket_gid() -> String {
+    std::fs::metadata("/var/run/docker.sock")
+        .map(|m| std::os::unix::fs::MetadataExt::gid(&m).to_string())
+        .expect("/var/run/docker.sock")
+}
+
 #[test]
-fn dev_stack_end_to_end_on_the_real_engine() {
+fn compose_deployment_end_to_end_on_the_real_engine() {
     let Some(tool) = environment() else { return };
     let root = images::workspace_root();
     let run_id = format!(
@@ -294,53 +363,20 @@ fn dev_stack_end_to_end_on_the_real_engine() {
             .unwrap_or_default()
     );
     let tag = format!("e2e-{run_id}");
-    let dashboard_port = free_port();
-    let mock_port = free_port();
-    let socket_gid = std::fs::metadata("/var/run/docker.sock")
-        .map(|m| std::os::unix::fs::MetadataExt::gid(&m).to_string())
-        .unwrap_or_else(|_| "0".to_owned());
-    let mut stack = Stack {
-        tool,
-        root: root.clone(),
-        project: format!("hbtest{run_id}"),
-        env_file: tempfile::NamedTempFile::new().expect("env file"),
-        vars: vec![
-            (
-                "HEARTBEAT_AGENT_IMAGE".into(),
-                images::image_name("heartbeat-agent", &tag),
-            ),
-            (
-                "HEARTBEAT_DASHBOARD_IMAGE".into(),
-                images::image_name("heartbeat-dashboard", &tag),
-            ),
-            (
-                "HEARTBEAT_MOCK_IMAGE".into(),
-                images::image_name("heartbeat-mock", &tag),
-            ),
-            ("DASHBOARD_PORT".into(), dashboard_port.to_string()),
-            ("MOCK_PORT".into(), mock_port.to_string()),
-            ("LOOP_INTERVAL_SECONDS".into(), "2".into()),
-            ("STATUS_CHANGE_THRESHOLD".into(), "2".into()),
-            // A zone with history, resolved without /usr/share/zoneinfo in the image.
-            ("TZ".into(), "America/Lima".into()),
-            // Only for validating the prod file.
-            ("DOCKER_GID".into(), socket_gid),
-            ("HEARTBEAT_ENV_FILE".into(), ".env.prod.example".into()),
-        ],
-        images: Vec::new(),
-    };
 
-    // Images: the guard owns them as soon as the build starts.
-    stack.images = images::BINARIES
-        .iter()
-        .map(|b| images::image_name(b, &tag))
-        .collect();
+    // Images: the guard owns them before the first is built.
+    let built = Images(
+        images::BINARIES
+            .iter()
+            .map(|b| images::image_name(b, &tag))
+            .collect(),
+    );
     let binaries = images::build_static_binaries(&root).expect("static binaries");
     images::stage(&root, &binaries).expect("staging");
     for bin in images::BINARIES {
         images::build_image(&root, bin, &images::image_name(bin, &tag)).expect("image build");
     }
-    for image in &stack.images {
+    for image in &built.0 {
         let size = images::image_size(image).expect("image size");
         println!("image {image}: {size} bytes");
         assert!(
@@ -364,31 +400,55 @@ fn dev_stack_end_to_end_on_the_real_engine() {
         );
     }
 
-    // Both real compose files are valid, with the dashboard's data volume read-only.
-    let prod = run(&mut stack.compose("docker-compose.prod.yml", &["config"]))
-        .map(|o| stdout(&o))
-        .expect("docker-compose.prod.yml config");
-    let dev = stack
-        .dev(&["config"])
-        .expect("docker-compose.dev.yml config");
-    for (name, config, volume) in [
-        ("prod", &prod, "heartbeat-data"),
-        ("dev", &dev, "heartbeat-dev-data"),
-    ] {
+    let dev_project = format!("hbtest{run_id}dev");
+    let prod_project = format!("hbtest{run_id}prod");
+    dev_stack(&tool, &tag, &dev_project);
+    prod_stack(&tool, &tag, &prod_project);
+
+    // The guards' cleanup, checked: nothing of the projects or the images is left.
+    assert_removed(&dev_project);
+    assert_removed(&prod_project);
+    let created = built.0.clone();
+    drop(built);
+    for image in created {
         assert!(
-            dashboard_mount_is_ro(config, volume),
-            "{name}: the dashboard's {volume} mount is not read-only:\n{config}"
+            docker(&["image", "inspect", &image]).is_err(),
+            "{image} left behind"
         );
     }
+}
+
+/// docker-compose.dev.yml: outage, alert, agent restart, clean stop, dashboard on the closed database.
+fn dev_stack(tool: &[&'static str], tag: &str, project: &str) {
+    let dashboard_port = free_port();
+    let mock_port = free_port();
+    let mut vars = image_vars(tag);
+    vars.extend([
+        ("DASHBOARD_PORT", dashboard_port.to_string()),
+        ("MOCK_PORT", mock_port.to_string()),
+        ("LOOP_INTERVAL_SECONDS", "2".to_owned()),
+        ("STATUS_CHANGE_THRESHOLD", "2".to_owned()),
+        // A zone with history, resolved without /usr/share/zoneinfo in the image.
+        ("TZ", "America/Lima".to_owned()),
+    ]);
+    let stack = Stack::new(tool, "docker-compose.dev.yml", project.to_owned(), &vars);
+
+    let config = stack
+        .run(&["config"])
+        .expect("docker-compose.dev.yml config");
+    assert!(
+        dashboard_mount_is_ro(&config, "heartbeat-dev-data"),
+        "dev: the dashboard's data mount is not read-only:\n{config}"
+    );
 
     // Up. The compose file's `build:` is not used: the images are there already.
-    stack.dev(&["up", "-d", "--no-build"]).expect("compose up");
+    stack.run(&["up", "-d", "--no-build"]).expect("compose up");
     let http = Http::new();
     let dash = format!("http://127.0.0.1:{dashboard_port}");
     let mock = format!("http://127.0.0.1:{mock_port}");
     let live_url = format!("{dash}/api/live?range=1h");
 
-    // Every target healthy in the dashboard: the agent resolved `mock` and wrote cycles,
+    // Every target healthy on the dashboard: the agent resolved `mock` and wrote cycles,
     // the dashboard read them through the :ro mount.
     wait_for("four healthy targets on the dashboard", || {
         let (code, live) = http.get(&format!("{dash}/api/live?range=live"))?;
@@ -416,7 +476,7 @@ fn dev_stack_end_to_end_on_the_real_engine() {
         &stack.container("dashboard"),
     ])
     .expect("inspect");
-    assert_eq!(mounts, "/data=false", "dashboard mounts");
+    assert_eq!(mounts.trim(), "/data=false", "dashboard mounts");
     // The limits the compose file sets reach the engine (docker-compose 1.29 honours mem_limit).
     let memory = docker(&[
         "inspect",
@@ -461,12 +521,9 @@ fn dev_stack_end_to_end_on_the_real_engine() {
     let before = serves_history(&http.get(&live_url));
     assert!(before.is_ok(), "before the restart: {before:?}");
     let mut restart = stack
-        .compose(
-            "docker-compose.dev.yml",
-            &["restart", "--timeout", "20", "agent"],
-        )
+        .command(&["restart", "--timeout", "20", "agent"])
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .expect("compose restart");
     let mut polls = 0_u32;
@@ -496,7 +553,7 @@ fn dev_stack_end_to_end_on_the_real_engine() {
     // Stop the agent cleanly: exit 0 after SIGTERM, database closed.
     let agent = stack.container("agent");
     stack
-        .dev(&["stop", "--timeout", "20", "agent"])
+        .run(&["stop", "--timeout", "20", "agent"])
         .expect("compose stop agent");
     let exit = docker(&["inspect", "--format", "{{.State.ExitCode}}", &agent]).expect("inspect");
     assert_eq!(exit, "0", "the agent did not stop cleanly");
@@ -504,7 +561,7 @@ fn dev_stack_end_to_end_on_the_real_engine() {
     serves_history(&http.get(&live_url)).expect("after the agent stopped");
     // … and so does a fresh dashboard process on the :ro mount (needs the persisted -wal/-shm).
     stack
-        .dev(&["restart", "dashboard"])
+        .run(&["restart", "dashboard"])
         .expect("compose restart dashboard");
     wait_for(
         "the restarted dashboard serving the closed database",
@@ -513,24 +570,79 @@ fn dev_stack_end_to_end_on_the_real_engine() {
 
     let logs = stack.logs();
     assert!(!logs.contains("panicked"), "a container panicked:\n{logs}");
+}
 
-    // The guard's cleanup, checked: nothing of the project or its images is left.
-    let project = stack.project.clone();
-    let created = stack.images.clone();
-    drop(stack);
-    let label = format!("label=com.docker.compose.project={project}");
-    for kind in ["container", "network", "volume"] {
-        let mut args = vec![kind, "ls", "-q", "--filter", label.as_str()];
-        if kind == "container" {
-            args.push("--all");
-        }
-        let left = docker(&args).expect("docker ls");
-        assert!(left.is_empty(), "{kind}s of {project} left behind: {left}");
-    }
-    for image in created {
-        assert!(
-            docker(&["image", "inspect", &image]).is_err(),
-            "{image} left behind"
-        );
-    }
+/// docker-compose.prod.yml: the example configuration is valid, and the agent reads the
+/// Docker socket as user 10001 through `group_add`.
+fn prod_stack(tool: &[&'static str], tag: &str, project: &str) {
+    let dashboard_port = free_port();
+    let mut vars = image_vars(tag);
+    vars.extend([
+        ("DASHBOARD_PORT", dashboard_port.to_string()),
+        ("AGENT_PORT", free_port().to_string()),
+        ("DOCKER_GID", socket_gid()),
+        // First the shipped example, as a user would copy it.
+        ("HEARTBEAT_ENV_FILE", ".env.prod.example".to_owned()),
+    ]);
+    // Declared before the stack: `down` in the stack's guard still needs the file.
+    let agent_env = tempfile::NamedTempFile::new().expect("agent env");
+    let mut stack = Stack::new(tool, "docker-compose.prod.yml", project.to_owned(), &vars);
+
+    let config = stack
+        .run(&["config"])
+        .expect("docker-compose.prod.yml config");
+    assert!(
+        dashboard_mount_is_ro(&config, "heartbeat-data"),
+        "prod: the dashboard's data mount is not read-only:\n{config}"
+    );
+    // The agent accepts .env.prod.example as compose hands it over (env_file parsing included).
+    let checked = stack
+        .run(&["run", "--rm", "--no-deps", "agent", "check-config"])
+        .expect(".env.prod.example: heartbeat check-config in the agent image");
+    assert!(checked.contains("Configuration OK."), "{checked}");
+
+    // Then a configuration that stays on this machine: the agent watches the dashboard.
+    std::fs::write(
+        agent_env.path(),
+        "SERVICE_URL_dashboard=http://dashboard:8100/health\nLOOP_INTERVAL_SECONDS=2\nPING_URL=\nTZ=America/Lima\n",
+    )
+    .expect("write agent env");
+    stack.set(
+        "HEARTBEAT_ENV_FILE",
+        agent_env.path().to_str().expect("utf-8 temp path"),
+    );
+    stack.run(&["up", "-d", "--no-build"]).expect("compose up");
+    let agent = stack.container("agent");
+    let identity = docker(&[
+        "inspect",
+        "--format",
+        "{{.Config.User}} {{.HostConfig.GroupAdd}}",
+        &agent,
+    ])
+    .expect("inspect");
+    assert_eq!(
+        identity,
+        format!("10001:10001 [{}]", socket_gid()),
+        "agent user and groups"
+    );
+
+    let http = Http::new();
+    let live_url = format!("http://127.0.0.1:{dashboard_port}/api/live?range=live");
+    // The agent counts running containers through the socket (-1 when it cannot read it),
+    // and its target, the dashboard's /health, turns healthy once a cycle is stored.
+    wait_for(
+        "the agent reading the socket and the dashboard healthy",
+        || {
+            let (code, live) = http.get(&live_url)?;
+            let containers = live["system"]["containers"].as_i64().unwrap_or(-1);
+            let healthy = service(&live, "dashboard").is_some_and(|s| s["status"] == "healthy");
+            if code == 200 && containers >= 2 && healthy {
+                Ok(Some(()))
+            } else {
+                Err(format!("{code}: containers {containers}: {live}"))
+            }
+        },
+    );
+    let logs = stack.logs();
+    assert!(!logs.contains("panicked"), "a container panicked:\n{logs}");
 }

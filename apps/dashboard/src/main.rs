@@ -85,6 +85,8 @@ fn main() -> anyhow::Result<ExitCode> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        // Colour codes only for a terminal: `docker logs` and log files stay plain.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let (addr, config) = config()?;
     // Two workers are plenty for a read-only dashboard and keep the footprint small.

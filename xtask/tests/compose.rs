@@ -1,12 +1,22 @@
 //! The Docker Compose deployment, end to end on this machine's real Docker engine.
 //!
 //! Builds the three images the way `cargo xtask images` does (static host binaries, the
-//! Dockerfile's `runtime-prebuilt` target), validates both real compose files, brings the
-//! real `docker-compose.dev.yml` up under a unique project name with free host ports, then:
-//! takes the mock's `api` service down through its JSON API, sees the dashboard report it
-//! through its `:ro` mount, sees the alert in the mock's webhook sink, restarts the agent
-//! while polling the dashboard, stops the agent cleanly and restarts the dashboard on the
-//! closed database. A guard runs `down -v` and removes the images even when a step fails.
+//! Dockerfile's `runtime-prebuilt` target) and checks their size, user and HEALTHCHECK.
+//! Then, each under a unique project name with free host ports and an empty `--env-file`
+//! (so a developer's `.env` plays no part), on the real compose files:
+//!
+//! * `docker-compose.dev.yml`: `config`, `up`; every target healthy on the dashboard; the
+//!   `healthcheck` subcommand in each container; the dashboard's mount read-only in the
+//!   engine; the mock's `api` taken down through its JSON API, reported by the dashboard
+//!   through its `:ro` mount, the alert in the mock's webhook sink; the agent restarted while
+//!   the dashboard is polled (every answer serves history); the agent stopped cleanly (exit
+//!   0) and a restarted dashboard opening the closed database.
+//! * `docker-compose.prod.yml`: `config`; `.env.prod.example` accepted by the agent's
+//!   `check-config` as compose hands it over; `up` with a local target; the agent, user
+//!   10001 with the socket's group added, counting containers through the socket.
+//!
+//! Guards run `down -v` and remove the images even when a step fails, and the test checks
+//! that no container, network, volume or image of the run is left.
 //!
 //! Without an engine or a compose tool the test prints `skipping: <reason>` and passes,
 //! unless `HEARTBEAT_REQUIRE_DOCKER=1`, which makes it fail instead.

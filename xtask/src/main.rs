@@ -18,9 +18,10 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("dev") => dev(),
+        Some("images") => images(args.get(1).map_or("latest", String::as_str)),
         _ => {
             eprintln!(
-                "usage: cargo xtask dev\n\n  dev   build and run the mock, the agent and the dashboard locally"
+                "usage: cargo xtask dev | images [TAG]\n\n  dev     build and run the mock, the agent and the dashboard locally\n  images  build the Docker images from static host-built binaries (no registry), tag TAG (latest)"
             );
             return ExitCode::from(2);
         }
@@ -34,10 +35,18 @@ fn main() -> ExitCode {
     }
 }
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+use xtask::images::workspace_root;
+
+/// `cargo xtask images [TAG]`: heartbeat-agent:TAG, heartbeat-dashboard:TAG, heartbeat-mock:TAG.
+fn images(tag: &str) -> anyhow::Result<()> {
+    let root = workspace_root();
+    for image in xtask::images::build_all(&root, tag)? {
+        let size = xtask::images::image_size(&image)?;
+        #[allow(clippy::cast_precision_loss)]
+        let mb = size as f64 / 1e6;
+        println!("xtask: built {image} ({mb:.1} MB)");
+    }
+    Ok(())
 }
 
 fn cargo() -> Command {

@@ -33,6 +33,8 @@ enum Command {
     Run,
     /// Validate the configuration, print the resolved targets (secrets redacted), exit non-zero on any error.
     CheckConfig,
+    /// Exit 0 when the newest cycle in SQLITE_DB_PATH is fresh (read-only), else 1; Docker's HEALTHCHECK.
+    Healthcheck,
 }
 
 fn main() -> ExitCode {
@@ -61,12 +63,47 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             }
         }),
+        Command::Healthcheck => {
+            let config = config.map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok(heartbeat_healthcheck::report(
+                "heartbeat-agent",
+                healthcheck(&config),
+            ))
+        }
         Command::Run => {
             let config = config.map_err(|e| anyhow::anyhow!("{e}"))?;
             init_logging(&env)?;
             run(config)?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Healthy while the newest cycle in the database is younger than three intervals
+/// (at least 60 s, so one slow cycle is no alarm). It reads the database through a
+/// read-only connection, so it works without any listener and never writes.
+fn healthcheck(config: &AgentConfig) -> Result<String, heartbeat_healthcheck::HealthError> {
+    use heartbeat_healthcheck::HealthError;
+    let path = &config.sqlite_db_path;
+    let store = heartbeat_store::ReadStore::open(path)
+        .map_err(|e| HealthError::Other(format!("SQLITE_DB_PATH: {e}")))?;
+    let latest = store
+        .latest_cycle()
+        .map_err(|e| HealthError::Other(format!("SQLITE_DB_PATH: {e}")))?
+        .ok_or_else(|| HealthError::Other("no cycle recorded yet".to_owned()))?;
+    let limit = (config.loop_interval * 3).max(std::time::Duration::from_secs(60));
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let age = std::time::Duration::from_millis(u64::try_from(now_ms - latest.ts_ms).unwrap_or(0));
+    if age <= limit {
+        Ok(format!("last cycle {:.1} s ago", age.as_secs_f64()))
+    } else {
+        Err(HealthError::Other(format!(
+            "last cycle {:.0} s ago, more than {} s",
+            age.as_secs_f64(),
+            limit.as_secs()
+        )))
     }
 }
 

@@ -1,6 +1,7 @@
 //! `heartbeat-dashboard`: reads its settings from the environment and serves the router.
 
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -11,11 +12,15 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-fn config() -> anyhow::Result<(SocketAddr, Config)> {
-    let addr: SocketAddr = env("DASHBOARD_ADDR")
+fn listen_addr() -> anyhow::Result<SocketAddr> {
+    env("DASHBOARD_ADDR")
         .unwrap_or_else(|| "0.0.0.0:8100".to_owned())
         .parse()
-        .context("DASHBOARD_ADDR must be host:port, e.g. 0.0.0.0:8100")?;
+        .context("DASHBOARD_ADDR must be host:port, e.g. 0.0.0.0:8100")
+}
+
+fn config() -> anyhow::Result<(SocketAddr, Config)> {
+    let addr = listen_addr()?;
     let mut config =
         Config::new(env("SQLITE_DB_PATH").unwrap_or_else(|| "data/metrics.db".to_owned()));
     if let Some(v) = env("TARGET_DATA_POINTS") {
@@ -62,12 +67,26 @@ async fn shutdown() {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
+    // `heartbeat-dashboard healthcheck`: Docker's HEALTHCHECK in an image with no shell.
+    // Healthy while `/health` is 200, i.e. the server answers and the data is fresh.
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        let addr = heartbeat_healthcheck::loopback(listen_addr()?);
+        let outcome =
+            heartbeat_healthcheck::http_get(addr, "/health", heartbeat_healthcheck::TIMEOUT)
+                .map(|code| format!("GET /health on {addr}: {code}"));
+        return Ok(heartbeat_healthcheck::report(
+            "heartbeat-dashboard",
+            outcome,
+        ));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        // Colour codes only for a terminal: `docker logs` and log files stay plain.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let (addr, config) = config()?;
     // Two workers are plenty for a read-only dashboard and keep the footprint small.
@@ -86,5 +105,6 @@ fn main() -> anyhow::Result<()> {
             .with_graceful_shutdown(shutdown())
             .await
             .context("server failed")
-    })
+    })?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -37,10 +37,27 @@ struct Cli {
     /// A scenario (JSON file) to start at once.
     #[arg(long, env = "MOCK_SCENARIO")]
     scenario: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<MockCommand>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum MockCommand {
+    /// Exit 0 when the controller at --addr answers GET /api/state with 2xx, else 1
+    /// (Docker's HEALTHCHECK; the image has no shell).
+    Healthcheck,
 }
 
 fn main() -> std::process::ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if let Some(MockCommand::Healthcheck) = cli.command {
+        let addr = heartbeat_healthcheck::loopback(cli.addr);
+        let outcome =
+            heartbeat_healthcheck::http_get(addr, "/api/state", heartbeat_healthcheck::TIMEOUT)
+                .map(|code| format!("GET /api/state on {addr}: {code}"));
+        return heartbeat_healthcheck::report("heartbeat-mock", outcome);
+    }
+    match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("heartbeat-mock: {e:#}");
@@ -55,6 +72,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        // Colour codes only for a terminal: `docker logs` and log files stay plain.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let scenario = match &cli.scenario {
         None => None,

@@ -1,0 +1,84 @@
+//! `heartbeat-agent healthcheck` (the image's HEALTHCHECK): the real binary against a real
+//! database, fresh from a running agent and stale from a cycle written long ago.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use heartbeat_core::{Connectivity, CycleRecord, HostMetrics};
+use support::{Agent, runtime, status_server};
+
+fn healthcheck(db: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_heartbeat-agent"))
+        .current_dir(db.parent().unwrap_or(Path::new("/")))
+        .env_clear()
+        .env("SQLITE_DB_PATH", db)
+        .env("LOOP_INTERVAL_SECONDS", "1")
+        .arg("healthcheck")
+        .output()
+        .unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn healthy_while_the_agent_writes_cycles() {
+    let rt = runtime();
+    let target = rt.block_on(status_server(200));
+    let mut agent = Agent::start(&[
+        ("SERVICE_URL_web", format!("http://{target}/")),
+        ("LOOP_INTERVAL_SECONDS", "1".into()),
+    ]);
+    agent.wait_for_cycles(1, Duration::from_secs(20));
+    let out = healthcheck(&agent.db);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("healthy: last cycle"), "{}", text(&out));
+}
+
+#[test]
+fn unhealthy_without_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = healthcheck(&dir.path().join("missing.db"));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("unhealthy: SQLITE_DB_PATH: no data yet"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn unhealthy_when_the_newest_cycle_is_old() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("metrics.db");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut store = heartbeat_store::Store::open(&db).unwrap();
+    store
+        .write_cycle(&CycleRecord {
+            // Ten minutes ago: far past max(3 intervals, 60 s).
+            started_at_ms: now_ms - 600_000,
+            host: HostMetrics::default(),
+            connectivity: Connectivity::default(),
+            worker_status: None,
+            worker_error: None,
+            cycle_duration_ms: 1.0,
+            checks: Vec::new(),
+        })
+        .unwrap();
+    drop(store);
+    let out = healthcheck(&db);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("more than 60 s"), "{}", text(&out));
+}

@@ -95,7 +95,7 @@ fn main() -> anyhow::Result<()> {
         },
     ];
     let mut report = String::from(
-        "| targets | cycles (steady) | cycle ms median | cycle ms max | slow-target latency p50 / p99 (server waits 50 ms) | agent RSS peak (VmHWM) / at end (VmRSS) | agent CPU ms per cycle |\n|---|---|---|---|---|---|---|\n",
+        "| targets | cycles (steady) | cycle ms median | cycle ms max | slow-target latency p50 / p99 (server waits 50 ms) | agent RSS peak (VmHWM) / at end (VmRSS) | agent CPU ms per cycle (of which the database writer) |\n|---|---|---|---|---|---|---|\n",
     );
     for s in scenarios
         .iter()
@@ -103,6 +103,7 @@ fn main() -> anyhow::Result<()> {
     {
         let row = run_scenario(&agent, &addr, s)?;
         report.push_str(&row);
+        report.push('\n');
         println!("{row}");
     }
     println!("\n{report}");
@@ -218,7 +219,7 @@ fn run_scenario(agent_cmd: &AgentCommand, addr: &str, s: &Scenario) -> anyhow::R
 
     let mut agent = agent_cmd.spawn(&env_path, dir.path())?;
     let wanted = s.cycles + s.warmup;
-    let mut cpu_at_warmup: Option<(u64, u64)> = None;
+    let mut cpu_at_warmup: Option<(u64, CpuMs)> = None;
     let deadline =
         Instant::now() + Duration::from_secs_f64(s.interval_s * wanted as f64 * 3.0 + 30.0);
     let cycles = loop {
@@ -243,11 +244,16 @@ fn run_scenario(agent_cmd: &AgentCommand, addr: &str, s: &Scenario) -> anyhow::R
         proc_status_kb(agent.0.id(), "VmHWM")?,
         proc_status_kb(agent.0.id(), "VmRSS")?,
     );
-    let cpu_per_cycle = match cpu_at_warmup {
+    let (cpu_per_cycle, writer_per_cycle) = match cpu_at_warmup {
         Some((count, at)) if wanted as u64 > count => {
-            (cpu_ms(agent.0.id())? - at) as f64 / (wanted as u64 - count) as f64
+            let now = cpu_ms(agent.0.id())?;
+            let n = (wanted as u64 - count) as f64;
+            (
+                (now.total - at.total) as f64 / n,
+                (now.writer - at.writer) as f64 / n,
+            )
         }
-        _ => f64::NAN,
+        _ => (f64::NAN, f64::NAN),
     };
     agent.stop();
 
@@ -282,7 +288,7 @@ fn run_scenario(agent_cmd: &AgentCommand, addr: &str, s: &Scenario) -> anyhow::R
         )
     };
     Ok(format!(
-        "| {} | {} | {:.1} | {:.1} | {} | {:.1} / {:.1} MB | {:.1} |",
+        "| {} | {} | {:.1} | {:.1} | {} | {:.1} / {:.1} MB | {:.1} ({:.1} in db-writer) |",
         s.targets,
         steady.len(),
         percentile(&mut durations, 0.5),
@@ -291,6 +297,7 @@ fn run_scenario(agent_cmd: &AgentCommand, addr: &str, s: &Scenario) -> anyhow::R
         hwm_kb as f64 / 1024.0,
         rss_kb as f64 / 1024.0,
         cpu_per_cycle,
+        writer_per_cycle,
     ))
 }
 
@@ -310,9 +317,38 @@ fn proc_status_kb(pid: u32, field: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("no {field} in /proc/{pid}/status"))
 }
 
-/// User plus system CPU time a process has used, in milliseconds.
-fn cpu_ms(pid: u32) -> anyhow::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+/// CPU time (user plus system, in milliseconds) a process has used: in total
+/// and in its `db-writer` thread.
+fn cpu_ms(pid: u32) -> anyhow::Result<CpuMs> {
+    // The process line also counts threads that have exited.
+    let mut cpu = CpuMs {
+        total: stat_cpu_ms(&std::fs::read_to_string(format!("/proc/{pid}/stat"))?)?,
+        writer: 0,
+    };
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let task = task?.path();
+        // A thread may exit between listing and reading: skip it.
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(task.join("comm")),
+            std::fs::read_to_string(task.join("stat")),
+        ) else {
+            continue;
+        };
+        if comm.trim() == "db-writer" {
+            cpu.writer += stat_cpu_ms(&stat)?;
+        }
+    }
+    Ok(cpu)
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct CpuMs {
+    total: u64,
+    writer: u64,
+}
+
+/// utime + stime of one `/proc/.../stat` line, in milliseconds.
+fn stat_cpu_ms(stat: &str) -> anyhow::Result<u64> {
     // Fields after the command name (which may contain spaces) in parentheses.
     let rest = stat.rsplit_once(')').context("malformed /proc stat")?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();

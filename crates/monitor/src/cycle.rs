@@ -310,7 +310,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn probes_of_a_cycle_are_spread_and_share_connections() {
-        const TARGETS: usize = 200;
+        const TARGETS: usize = 100;
         let (addr, seen) = counting_server().await;
         let dir = tempfile::tempdir().expect("tempdir");
         let mut env: BTreeMap<String, String> = BTreeMap::new();
@@ -326,8 +326,11 @@ mod tests {
         }
         let config = AgentConfig::from_map(&env).expect("config");
         let mut monitor = Monitor::new(&config).expect("monitor");
+        assert_eq!(monitor.start_spacing, START_SPACING);
+        // A wider spacing than the default keeps this test independent of how
+        // fast a probe is in a debug build on a busy machine.
+        monitor.start_spacing = Duration::from_millis(1);
         let spread = monitor.start_spacing * (TARGETS as u32 - 1);
-        assert!(spread >= Duration::from_millis(10), "spread {spread:?}");
 
         for cycle in 0..2 {
             seen.requests.lock().expect("lock").clear();
@@ -351,7 +354,7 @@ mod tests {
         // Spread out, answered connections are reused by later probes.
         let connections = seen.connections.load(Ordering::SeqCst);
         assert!(
-            connections < TARGETS / 2,
+            connections < TARGETS / 4,
             "{connections} connections for {TARGETS} targets"
         );
     }

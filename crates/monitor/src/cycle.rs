@@ -19,6 +19,23 @@ use crate::{HostSampler, MonitorError};
 /// it; the probes enforce their timeouts, this only guards against a stuck one.
 const PROBE_GRACE: Duration = Duration::from_secs(1);
 
+/// Probe starts are spread over the beginning of a cycle, one every
+/// `START_SPACING`, instead of all at the same instant. Started together,
+/// 1 000 probes (a) each need a connection of their own at that instant, so
+/// the pool grows to one kept-alive connection (~30 KB in hyper) per target
+/// even when all of them share one host, and (b) flood the runtime's queues,
+/// so a response that arrives while the burst is still being worked through
+/// waits its turn and the wait is counted as the target's latency. Spread
+/// out, fast answers hand their connection back before later probes need
+/// one, and the queues stay short. Every probe is still its own task with
+/// its own full timeout: a hanging target never holds up another one.
+const START_SPACING: Duration = Duration::from_micros(100);
+
+/// The spread never exceeds this share of the interval (nor [`MAX_START_SPREAD`]),
+/// so the schedule and one-timeout cycles are kept whatever the target count.
+const MAX_START_SPREAD_SHARE: u32 = 10;
+const MAX_START_SPREAD: Duration = Duration::from_millis(500);
+
 /// Probes every target of a configuration, one cycle at a time.
 #[derive(Debug)]
 pub struct Monitor {
@@ -29,6 +46,8 @@ pub struct Monitor {
     host: HostSampler,
     ping: Option<(HttpTarget, Duration)>,
     heartbeat: Option<(OutboundHeartbeat, Arc<Notifier>)>,
+    /// Delay between the starts of two consecutive probes (see [`START_SPACING`]).
+    start_spacing: Duration,
 }
 
 impl Monitor {
@@ -56,6 +75,7 @@ impl Monitor {
             host: HostSampler::new(&config.sqlite_db_path),
             ping,
             heartbeat: None,
+            start_spacing: start_spacing(config.targets.len(), config.loop_interval),
         })
     }
 
@@ -69,6 +89,21 @@ impl Monitor {
         &self.targets
     }
 
+    fn spawn_probe(&self, probes: &mut JoinSet<(usize, CheckResult)>, index: usize) {
+        let targets = Arc::clone(&self.targets);
+        let http = Arc::clone(&self.http);
+        let docker = Arc::clone(&self.docker);
+        probes.spawn(async move {
+            let target = &targets[index];
+            let guarded =
+                tokio::time::timeout(target.timeout + PROBE_GRACE, probe(&http, &docker, target));
+            let result = guarded.await.unwrap_or_else(|_| {
+                CheckResult::failed(Status::Unknown, "probe did not finish in time")
+            });
+            (index, result)
+        });
+    }
+
     /// Runs one cycle. `cycle_duration_ms` covers the start of the cycle until its
     /// results are ready, not the write that follows.
     pub async fn run_cycle(&mut self) -> CycleRecord {
@@ -78,24 +113,6 @@ impl Monitor {
             .map(|d| d.as_millis() as i64)
             .unwrap_or_default();
 
-        // One task per target, no worker pool: N hanging targets cost one timeout.
-        let mut probes = JoinSet::new();
-        for index in 0..self.targets.len() {
-            let targets = Arc::clone(&self.targets);
-            let http = Arc::clone(&self.http);
-            let docker = Arc::clone(&self.docker);
-            probes.spawn(async move {
-                let target = &targets[index];
-                let guarded = tokio::time::timeout(
-                    target.timeout + PROBE_GRACE,
-                    probe(&http, &docker, target),
-                );
-                let result = guarded.await.unwrap_or_else(|_| {
-                    CheckResult::failed(Status::Unknown, "probe did not finish in time")
-                });
-                (index, result)
-            });
-        }
         let ping = self.ping.clone().map(|(target, timeout)| {
             let http = Arc::clone(&self.http);
             tokio::spawn(async move { http.probe(&target, timeout).await })
@@ -105,11 +122,32 @@ impl Monitor {
 
         let mut host = self.host.sample();
 
-        let mut results: Vec<Option<CheckResult>> = vec![None; self.targets.len()];
-        while let Some(joined) = probes.join_next().await {
-            if let Ok((index, result)) = joined {
-                results[index] = Some(result);
+        // One task per target, no worker pool: N hanging targets cost one timeout
+        // (plus the start spread, a small fraction of the interval). A task is
+        // spawned when its probe is due, so only probes in flight hold memory.
+        let count = self.targets.len();
+        let mut results: Vec<Option<CheckResult>> = vec![None; count];
+        let mut probes = JoinSet::new();
+        let spread_from = tokio::time::Instant::now();
+        let mut next = 0;
+        while next < count {
+            // The timer wheel has 1 ms slots: every wake-up starts the probes
+            // that have become due since the last one, the first at once.
+            let now = tokio::time::Instant::now();
+            while next < count && spread_from + self.start_spacing * next as u32 <= now {
+                self.spawn_probe(&mut probes, next);
+                next += 1;
             }
+            if next == count {
+                break;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(spread_from + self.start_spacing * next as u32) => {}
+                Some(joined) = probes.join_next() => store_result(&mut results, joined),
+            }
+        }
+        while let Some(joined) = probes.join_next().await {
+            store_result(&mut results, joined);
         }
         let connectivity = match ping {
             None => Connectivity::default(),
@@ -180,9 +218,162 @@ impl Monitor {
     }
 }
 
+/// Only a panicking probe task fails to join; its slot stays empty and is
+/// recorded as such.
+fn store_result(
+    results: &mut [Option<CheckResult>],
+    joined: Result<(usize, CheckResult), tokio::task::JoinError>,
+) {
+    if let Ok((index, result)) = joined {
+        results[index] = Some(result);
+    }
+}
+
+/// Spacing of probe starts for `targets` targets at `interval`: [`START_SPACING`],
+/// shrunk so that the whole spread stays within its cap.
+fn start_spacing(targets: usize, interval: Duration) -> Duration {
+    let Ok(count) = u32::try_from(targets) else {
+        return Duration::ZERO;
+    };
+    if count == 0 {
+        return Duration::ZERO;
+    }
+    let cap = (interval / MAX_START_SPREAD_SHARE).min(MAX_START_SPREAD);
+    START_SPACING.min(cap / count)
+}
+
 async fn probe(http: &HttpProber, docker: &DockerProber, target: &Target) -> CheckResult {
     match &target.kind {
         TargetKind::Http(h) => http.probe(h, target.timeout).await,
         TargetKind::Docker { container } => docker.probe(container, target.timeout).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// What the keep-alive test server saw.
+    #[derive(Default)]
+    struct Seen {
+        connections: AtomicUsize,
+        requests: Mutex<Vec<tokio::time::Instant>>,
+    }
+
+    /// An HTTP/1.1 server on 127.0.0.1:0 that answers every request at once
+    /// with 200 and keeps the connection open; it counts connections and
+    /// stamps each request's arrival.
+    async fn counting_server() -> (std::net::SocketAddr, Arc<Seen>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let seen = Arc::new(Seen::default());
+        let shared = Arc::clone(&seen);
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                shared.connections.fetch_add(1, Ordering::SeqCst);
+                let seen = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let mut pending = Vec::new();
+                    loop {
+                        let Ok(n) = socket.read(&mut buf).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        pending.extend_from_slice(&buf[..n]);
+                        // HEAD requests have no body: each ends at an empty line.
+                        while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                            pending.drain(..end + 4);
+                            seen.requests
+                                .lock()
+                                .expect("lock")
+                                .push(tokio::time::Instant::now());
+                            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                            if socket.write_all(answer).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (addr, seen)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn probes_of_a_cycle_are_spread_and_share_connections() {
+        const TARGETS: usize = 100;
+        let (addr, seen) = counting_server().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut env: BTreeMap<String, String> = BTreeMap::new();
+        env.insert("LOOP_INTERVAL_SECONDS".into(), "10".into());
+        env.insert("PING_URL".into(), String::new());
+        env.insert("DOCKER_HOST".into(), "unix:///nonexistent.sock".into());
+        env.insert(
+            "SQLITE_DB_PATH".into(),
+            dir.path().join("m.db").display().to_string(),
+        );
+        for i in 0..TARGETS {
+            env.insert(format!("SERVICE_URL_t{i}"), format!("http://{addr}/"));
+        }
+        let config = AgentConfig::from_map(&env).expect("config");
+        let mut monitor = Monitor::new(&config).expect("monitor");
+        assert_eq!(monitor.start_spacing, START_SPACING);
+        // A wider spacing than the default keeps this test independent of how
+        // fast a probe is in a debug build on a busy machine.
+        monitor.start_spacing = Duration::from_millis(1);
+        let spread = monitor.start_spacing * (TARGETS as u32 - 1);
+
+        for cycle in 0..2 {
+            seen.requests.lock().expect("lock").clear();
+            let began = tokio::time::Instant::now();
+            let record = monitor.run_cycle().await;
+            assert_eq!(record.checks.len(), TARGETS);
+            for check in &record.checks {
+                assert_eq!(check.result.status, Status::Healthy, "{check:?}");
+            }
+            let requests = seen.requests.lock().expect("lock").clone();
+            assert_eq!(requests.len(), TARGETS, "cycle {cycle}");
+            // Timers never fire early: the last probe cannot start before its slot.
+            let last = requests.iter().max().copied().expect("requests");
+            assert!(
+                last - began >= spread,
+                "cycle {cycle}: last request after {:?}, spread {spread:?}",
+                last - began
+            );
+        }
+        // Started together, every probe would have needed its own connection.
+        // Spread out, answered connections are reused by later probes.
+        let connections = seen.connections.load(Ordering::SeqCst);
+        assert!(
+            connections < TARGETS / 4,
+            "{connections} connections for {TARGETS} targets"
+        );
+    }
+
+    #[test]
+    fn start_spread_is_capped_by_the_interval_and_an_absolute_limit() {
+        let s = Duration::from_secs;
+        // Few targets: the nominal spacing, a spread far below the cap.
+        assert_eq!(start_spacing(10, s(10)), START_SPACING);
+        assert_eq!(start_spacing(1_000, s(10)), START_SPACING);
+        // Many targets: the spread is held at 500 ms.
+        assert_eq!(
+            start_spacing(100_000, s(10)) * 100_000,
+            Duration::from_millis(500)
+        );
+        // A short interval: at most a tenth of it.
+        assert!(
+            start_spacing(1_000, Duration::from_millis(100)) * 1_000 <= Duration::from_millis(10)
+        );
+        assert_eq!(start_spacing(0, s(10)), Duration::ZERO);
     }
 }

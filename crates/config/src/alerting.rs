@@ -259,9 +259,11 @@ pub(crate) fn parse_span(raw: &str) -> Result<Option<Duration>, String> {
         .trim()
         .parse()
         .map_err(|_| format!("expected a duration such as 30m, 24h or off, got {raw:?}"))?;
-    if !value.is_finite() || value <= 0.0 || value * factor > 366.0 * 86_400.0 {
+    // Ten years: long enough for any retention, short enough to stay far from
+    // overflowing a millisecond timestamp.
+    if !value.is_finite() || value <= 0.0 || value * factor > 3660.0 * 86_400.0 {
         return Err(format!(
-            "{raw:?} is out of range (more than 0, at most a year)"
+            "{raw:?} is out of range (more than 0, at most ten years)"
         ));
     }
     Ok(Some(Duration::from_secs_f64(value * factor)))

@@ -321,3 +321,31 @@ fn maintenance_windows_apply_to_named_targets_only() {
     ]);
     assert_eq!(errors[0].variable, "MAINTENANCE_API");
 }
+
+#[test]
+fn every_documented_default_is_accepted_and_changes_nothing() {
+    let implicit = format!("{:?}", AgentConfig::from_map(&env(&[])).unwrap());
+    for variable in VARIABLES {
+        if variable.name.contains('<') || variable.default.is_empty() {
+            continue;
+        }
+        let explicit = AgentConfig::from_map(&env(&[(variable.name, variable.default)]))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}={} (its documented default) is rejected: {e}",
+                    variable.name, variable.default
+                )
+            });
+        // Unset, DOCKER_HOST is left to the Docker client, whose default it documents.
+        if variable.name == "DOCKER_HOST" {
+            continue;
+        }
+        assert_eq!(
+            format!("{explicit:?}"),
+            implicit,
+            "{}={} is not the same as leaving it unset",
+            variable.name,
+            variable.default
+        );
+    }
+}

@@ -278,7 +278,8 @@ impl AgentConfig {
         let push_rows: Vec<(&str, String)> = vec![
             (
                 "AGENT_ADDR",
-                push.addr.map_or_else(|| "(off)".to_owned(), |a| a.to_string()),
+                push.addr
+                    .map_or_else(|| "(off)".to_owned(), |a| a.to_string()),
             ),
             (
                 "ADMIN_TOKEN",

@@ -223,7 +223,9 @@ impl DnsOverrideMode {
 #[derive(Debug, Clone, PartialEq)]
 pub enum TargetKind {
     Http(HttpTarget),
-    Docker { container: String },
+    Docker {
+        container: String,
+    },
     /// Not probed: the target reports in over the agent's push listener.
     Push(PushTarget),
 }

@@ -24,6 +24,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 mod alerting;
 mod dashboard;
 mod legacy;
+mod push;
 mod read;
 mod rollup;
 mod schema;
@@ -38,6 +39,10 @@ pub use dashboard::{
     CheckBucket, CheckStats, Coverage, CycleBucket, CycleStats, DashboardData, ErrorSummary,
     LatencyAgg, LatestCheck, LatestCycle, MAX_BUCKETS, RangeQuery, Source, StatusCounts,
     TargetDetail, TargetSeries, WorkerCounts,
+};
+pub use push::{
+    PushDefinition, PushEvent, PushEventKind, PushLoaded, PushOp, PushOpError, PushSource,
+    PushTask, TASKS_KEPT,
 };
 pub use rollup::{PRUNE_BATCH, Retention};
 pub use schema::LATEST_VERSION;
@@ -633,7 +638,7 @@ mod tests {
 
     #[test]
     fn v1_database_upgrades_in_place_to_latest() {
-        assert_eq!(LATEST_VERSION, 3);
+        assert_eq!(LATEST_VERSION, 4);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.db");
         let before = {
@@ -721,7 +726,7 @@ mod tests {
             }
         }
         let upgraded = Store::open(&old).unwrap();
-        assert_eq!(upgraded.schema_version().unwrap(), 3);
+        assert_eq!(upgraded.schema_version().unwrap(), LATEST_VERSION);
         let reference = ReadStore::open(&fresh).unwrap();
         for bucket_ms in [3_600_000, 600_000, 60_000, 20_000] {
             let q = RangeQuery {

@@ -33,7 +33,7 @@ enum Command {
     Run,
     /// Validate the configuration, print the resolved targets (secrets redacted), exit non-zero on any error.
     CheckConfig,
-    /// Exit 0 when the newest cycle in SQLITE_DB_PATH is fresh (read-only), else 1; Docker's HEALTHCHECK.
+    /// Exit 0 when the running agent's GET /health on AGENT_ADDR answers 2xx (with AGENT_ADDR=off: the newest cycle in SQLITE_DB_PATH is fresh), else 1; Docker's HEALTHCHECK.
     Healthcheck,
 }
 
@@ -79,11 +79,17 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Healthy while the newest cycle in the database is younger than three intervals
-/// (at least 60 s, so one slow cycle is no alarm). It reads the database through a
-/// read-only connection, so it works without any listener and never writes.
+/// With the listener on, asks the running agent's own `GET /health` (fresh cycle,
+/// live writer). With `AGENT_ADDR=off`, healthy while the newest cycle in the
+/// database is younger than three intervals (at least 60 s, so one slow cycle is no
+/// alarm), read through a read-only connection that never writes.
 fn healthcheck(config: &AgentConfig) -> Result<String, heartbeat_healthcheck::HealthError> {
     use heartbeat_healthcheck::HealthError;
+    if let Some(addr) = config.push.addr {
+        let target = heartbeat_healthcheck::loopback(addr);
+        return heartbeat_healthcheck::http_get(target, "/health", heartbeat_healthcheck::TIMEOUT)
+            .map(|code| format!("GET /health on {target}: {code}"));
+    }
     let path = &config.sqlite_db_path;
     let store = heartbeat_store::ReadStore::open(path)
         .map_err(|e| HealthError::Other(format!("SQLITE_DB_PATH: {e}")))?;

@@ -1,5 +1,6 @@
-//! `heartbeat-agent healthcheck` (the image's HEALTHCHECK): the real binary against a real
-//! database, fresh from a running agent and stale from a cycle written long ago.
+//! `heartbeat-agent healthcheck` (the image's HEALTHCHECK): the real binary asking a running
+//! agent's `GET /health`, and, with the listener off, reading a real database, fresh from a
+//! running agent and stale from a cycle written long ago.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -9,14 +10,15 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use heartbeat_core::{Connectivity, CycleRecord, HostMetrics};
-use support::{Agent, runtime, status_server};
+use support::{Agent, closed_port, runtime, status_server};
 
-fn healthcheck(db: &Path) -> Output {
+fn healthcheck(db: &Path, agent_addr: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_heartbeat-agent"))
         .current_dir(db.parent().unwrap_or(Path::new("/")))
         .env_clear()
         .env("SQLITE_DB_PATH", db)
         .env("LOOP_INTERVAL_SECONDS", "1")
+        .env("AGENT_ADDR", agent_addr)
         .arg("healthcheck")
         .output()
         .unwrap()
@@ -31,15 +33,40 @@ fn text(out: &Output) -> String {
 }
 
 #[test]
-fn healthy_while_the_agent_writes_cycles() {
+fn asks_the_running_agents_health_endpoint() {
+    let rt = runtime();
+    let target = rt.block_on(status_server(200));
+    let addr = closed_port().to_string();
+    let mut agent = Agent::start(&[
+        ("SERVICE_URL_web", format!("http://{target}/")),
+        ("LOOP_INTERVAL_SECONDS", "1".into()),
+        ("AGENT_ADDR", addr.clone()),
+    ]);
+    agent.wait_for_cycles(1, Duration::from_secs(20));
+    let out = healthcheck(&agent.db, &addr);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("GET /health on"), "{}", text(&out));
+}
+
+#[test]
+fn unhealthy_when_no_agent_listens() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = healthcheck(&dir.path().join("metrics.db"), &closed_port().to_string());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("cannot connect"), "{}", text(&out));
+}
+
+#[test]
+fn without_the_listener_healthy_while_the_agent_writes_cycles() {
     let rt = runtime();
     let target = rt.block_on(status_server(200));
     let mut agent = Agent::start(&[
         ("SERVICE_URL_web", format!("http://{target}/")),
         ("LOOP_INTERVAL_SECONDS", "1".into()),
+        ("AGENT_ADDR", "off".into()),
     ]);
     agent.wait_for_cycles(1, Duration::from_secs(20));
-    let out = healthcheck(&agent.db);
+    let out = healthcheck(&agent.db, "off");
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("healthy: last cycle"), "{}", text(&out));
 }
@@ -47,7 +74,7 @@ fn healthy_while_the_agent_writes_cycles() {
 #[test]
 fn unhealthy_without_a_database() {
     let dir = tempfile::tempdir().unwrap();
-    let out = healthcheck(&dir.path().join("missing.db"));
+    let out = healthcheck(&dir.path().join("missing.db"), "off");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         text(&out).contains("unhealthy: SQLITE_DB_PATH: no data yet"),
@@ -78,7 +105,7 @@ fn unhealthy_when_the_newest_cycle_is_old() {
         })
         .unwrap();
     drop(store);
-    let out = healthcheck(&db);
+    let out = healthcheck(&db, "off");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("more than 60 s"), "{}", text(&out));
 }

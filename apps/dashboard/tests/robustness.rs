@@ -181,6 +181,8 @@ fn agent(bin: &Path, data: &Path, target: SocketAddr) -> Proc {
         .env("LOOP_INTERVAL_SECONDS", "0.2")
         .env("PING_URL", "")
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        // Tests run in parallel: never the default push port.
+        .env("AGENT_ADDR", "off")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

@@ -160,6 +160,7 @@ pub struct Store {
     targets: HashMap<String, CachedTarget>,
     /// The schema has the rollup tables (always, except for tests that build old versions).
     rollups: bool,
+    prune_progress: rollup::PruneProgress,
 }
 
 impl Store {
@@ -201,6 +202,7 @@ impl Store {
             path: path.to_owned(),
             targets: HashMap::new(),
             rollups: version >= 3,
+            prune_progress: rollup::PruneProgress::default(),
         })
     }
 
@@ -289,7 +291,13 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let more = rollup::prune(&tx, now_ms, retention, PRUNE_BATCH)?;
+        let more = rollup::prune(
+            &tx,
+            now_ms,
+            retention,
+            PRUNE_BATCH,
+            &mut self.prune_progress,
+        )?;
         tx.commit()?;
         Ok(more)
     }

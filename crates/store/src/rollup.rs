@@ -297,11 +297,38 @@ fn cutoff(now_ms: i64, keep: Duration) -> i64 {
 
 /// Deletes at most `budget` rows older than the retention, oldest first, in the caller's
 /// transaction. Returns `true` when the budget ran out (more may remain).
+/// What earlier prune calls of this process finished, so that a steady-state call does
+/// not run one DELETE per target per resolution every cycle for nothing.
+#[derive(Debug, Default)]
+pub(crate) struct PruneProgress {
+    /// Per resolution (minute, hour): the cutoff below which every target's rollup rows
+    /// are known to be gone. Rows are only ever written for the present, so until the
+    /// cutoff passes the next bucket boundary there is nothing new to delete.
+    per_target_clean_below: [Option<i64>; 2],
+}
+
+impl PruneProgress {
+    fn needs_pass(&self, level: usize, cut: i64, bucket_ms: i64) -> bool {
+        match self.per_target_clean_below[level] {
+            // Rows are whole buckets: the first one not yet deleted starts at or after `clean`.
+            Some(clean) => first_bucket_at_or_after(clean, bucket_ms) < cut,
+            None => true,
+        }
+    }
+}
+
+fn first_bucket_at_or_after(ms: i64, bucket_ms: i64) -> i64 {
+    ms.div_euclid(bucket_ms)
+        .saturating_add(i64::from(ms.rem_euclid(bucket_ms) != 0))
+        * bucket_ms
+}
+
 pub(crate) fn prune(
     conn: &Connection,
     now_ms: i64,
     retention: &Retention,
     budget: usize,
+    progress: &mut PruneProgress,
 ) -> Result<bool, StoreError> {
     let mut left = budget;
     let raw_cut = cutoff(now_ms, retention.raw);
@@ -325,7 +352,13 @@ pub(crate) fn prune(
         left,
     )?;
 
-    for (suffix, keep) in [("1m", retention.minute), ("1h", retention.hour)] {
+    for (level, (suffix, keep, bucket_ms)) in [
+        ("1m", retention.minute, MINUTE_MS),
+        ("1h", retention.hour, HOUR_MS),
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let cut = cutoff(now_ms, keep);
         left -= delete_limited(
             conn,
@@ -337,6 +370,9 @@ pub(crate) fn prune(
             cut,
             left,
         )?;
+        if left == 0 || !progress.needs_pass(level, cut, bucket_ms) {
+            continue;
+        }
         // The key starts with target_id: delete per target so each is a key-range seek.
         let sql = format!(
             "DELETE FROM check_rollup_{suffix} WHERE target_id = ?3 AND bucket_ms IN \
@@ -356,6 +392,10 @@ pub(crate) fn prune(
                 .prepare_cached(&sql)?
                 .execute(params![cut, limit, id])?;
             left -= n.min(left);
+        }
+        if left > 0 {
+            // Every target was visited within the budget.
+            progress.per_target_clean_below[level] = Some(cut);
         }
     }
     Ok(left == 0)

@@ -481,3 +481,46 @@ fn prune_deletes_in_bounded_batches_and_keeps_recent_data() {
     assert_eq!(minutes.cycle_stats.n, 1);
     assert!(store.integrity_check().unwrap());
 }
+
+#[test]
+fn steady_state_prune_removes_each_minute_once_its_bucket_is_past_the_cutoff() {
+    let (_dir, mut store) = open();
+    // Three minutes of 10 s cycles for one target: minute rollups at T, T+1m, T+2m.
+    for i in 0..18 {
+        store
+            .write_cycle(&cycle(T + i * 10 * SEC, vec![check("a", healthy(1.0))]))
+            .unwrap();
+    }
+    let retention = Retention {
+        raw: std::time::Duration::from_secs(4 * 3600),
+        minute: std::time::Duration::from_secs(3600),
+        hour: std::time::Duration::from_secs(24 * 3600),
+    };
+    let minutes_left = |store: &Store| -> Vec<i64> {
+        let d = store
+            .dashboard(&RangeQuery {
+                from_ms: T,
+                to_ms: T + 3 * MIN,
+                bucket_ms: MIN,
+            })
+            .unwrap();
+        d.targets[0]
+            .buckets
+            .iter()
+            .flatten()
+            .map(|b| b.start_ms)
+            .collect()
+    };
+    assert_eq!(minutes_left(&store), vec![T, T + MIN, T + 2 * MIN]);
+    // Cutoff T+30s: the minute at T is wholly older, the others are not.
+    store.prune(T + HOUR + 30 * SEC, &retention).unwrap();
+    assert_eq!(minutes_left(&store), vec![T + MIN, T + 2 * MIN]);
+    // Cutoff T+60s: no rollup starts before it that is not gone already.
+    store.prune(T + HOUR + 60 * SEC, &retention).unwrap();
+    assert_eq!(minutes_left(&store), vec![T + MIN, T + 2 * MIN]);
+    // Cutoff T+70s: the minute at T+1m is now older; a later call must still find it.
+    store.prune(T + HOUR + 70 * SEC, &retention).unwrap();
+    assert_eq!(minutes_left(&store), vec![T + 2 * MIN]);
+    store.prune(T + HOUR + 150 * SEC, &retention).unwrap();
+    assert!(minutes_left(&store).is_empty());
+}

@@ -46,8 +46,9 @@ pub fn evaluate(
     last: Option<&Life>,
     open_start_ms: Option<i64>,
 ) -> CheckResult {
-    // A run in progress: the grace caps how long it may take.
-    if let Some(start) = open_start_ms.filter(|s| last.is_none_or(|l| *s > l.ts_ms)) {
+    // A run in progress: the grace caps how long it may take. The caller clears a start
+    // that a later end closed, so one in the same millisecond as `last` came after it.
+    if let Some(start) = open_start_ms.filter(|s| last.is_none_or(|l| *s >= l.ts_ms)) {
         let age = now_ms - start;
         if age > e.grace_ms {
             return CheckResult::failed(
@@ -208,6 +209,20 @@ mod tests {
         assert_eq!(r.error_message.as_deref(), Some("exit status 3: disk full"));
         let u = life(0, PushEventKind::Unknown, None);
         assert_eq!(evaluate(&e, 1000, Some(&u), None).status, Status::Unknown);
+    }
+
+    #[test]
+    fn a_start_in_the_same_millisecond_as_the_success_before_it_is_a_run() {
+        let tz = TimeZone::UTC;
+        let e = exp(&tz);
+        let ok = life(50_000, PushEventKind::Success, None);
+        let r = evaluate(&e, 171_000, Some(&ok), Some(50_000));
+        assert_eq!(r.status, Status::Down);
+        assert!(
+            r.error_message
+                .unwrap()
+                .starts_with("run started 121 s ago")
+        );
     }
 
     #[test]

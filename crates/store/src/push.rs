@@ -503,7 +503,10 @@ pub(crate) fn load(conn: &Connection) -> Result<Vec<PushLoaded>, StoreError> {
     ))?;
     let mut latest_start = conn.prepare(&format!(
         "SELECT {EVENT_COLUMNS} FROM push_events e JOIN push_targets t ON t.id = e.push_target_id \
-         WHERE e.push_target_id = ?1 AND e.kind = 1 ORDER BY e.ts_ms DESC, e.id DESC LIMIT 1"
+         WHERE e.push_target_id = ?1 AND e.kind = 1 \
+           AND e.id > coalesce((SELECT max(id) FROM push_events \
+                                WHERE push_target_id = ?1 AND kind IN (0, 2, 4)), 0) \
+         ORDER BY e.ts_ms DESC, e.id DESC LIMIT 1"
     ))?;
     let mut tasks = conn.prepare(&format!(
         "SELECT {TASK_COLUMNS} FROM push_tasks k JOIN push_targets t ON t.id = k.push_target_id \
@@ -512,10 +515,9 @@ pub(crate) fn load(conn: &Connection) -> Result<Vec<PushLoaded>, StoreError> {
     let mut out = Vec::with_capacity(rows.len());
     for (definition, id) in rows {
         let last_life = latest_of.query_row([id], event).optional()?;
-        let open_start = latest_start
-            .query_row([id], event)
-            .optional()?
-            .filter(|s| last_life.as_ref().is_none_or(|l| s.ts_ms > l.ts_ms));
+        // Open = started after the last end in commit order (ids), not by time: a start in
+        // the same millisecond as the success before it is still a run in progress.
+        let open_start = latest_start.query_row([id], event).optional()?;
         let tasks = tasks
             .query_map(params![id, TASKS_KEPT as i64], task)?
             .collect::<Result<Vec<_>, _>>()?;

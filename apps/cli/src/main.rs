@@ -20,7 +20,11 @@ use clap::{Args, Parser, Subcommand};
 use heartbeat_client::{Client, ClientOptions, Ping, Signal, Url, parse_url};
 
 #[derive(Debug, Parser)]
-#[command(name = "heartbeat", version, about = "Ping a Heartbeat push target, or run a command and report how it went.")]
+#[command(
+    name = "heartbeat",
+    version,
+    about = "Ping a Heartbeat push target, or run a command and report how it went."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,

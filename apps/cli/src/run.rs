@@ -35,7 +35,11 @@ impl Tail {
     fn into_body(self, cut: bool) -> Vec<u8> {
         let mut v: Vec<u8> = self.buf.into();
         if cut {
-            let skip = v.iter().take(3).take_while(|b| (**b & 0xC0) == 0x80).count();
+            let skip = v
+                .iter()
+                .take(3)
+                .take_while(|b| (**b & 0xC0) == 0x80)
+                .count();
             v.drain(..skip);
         }
         v
@@ -55,7 +59,9 @@ async fn tee(
             Ok(n) => n,
         };
         {
-            let mut t = tail.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut t = tail
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             t.0.push(&buf[..n]);
             t.1 += n as u64;
         }
@@ -99,11 +105,12 @@ pub async fn run(client: &Client, url: &Url, command: &[OsString], tail_cap: usi
         Ok(c) => c,
         Err(e) => {
             // The shell's codes: 127 not found, 126 found but not executable.
-            let code: u8 = if e.kind() == ErrorKind::NotFound { 127 } else { 126 };
-            let reason = format!(
-                "heartbeat: cannot start {}: {e}",
-                program.to_string_lossy()
-            );
+            let code: u8 = if e.kind() == ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
+            let reason = format!("heartbeat: cannot start {}: {e}", program.to_string_lossy());
             eprintln!("{reason}");
             let ping = Ping::new(Signal::Fail).rid(&rid).body(reason.into_bytes());
             if let Err(e) = client.ping(url, &ping).await {
@@ -139,7 +146,9 @@ pub async fn run(client: &Client, url: &Url, command: &[OsString], tail_cap: usi
         }
     };
     let (t, total) = {
-        let mut guard = tail.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut guard = tail
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let t = std::mem::replace(
             &mut guard.0,
             Tail {
@@ -160,9 +169,7 @@ pub async fn run(client: &Client, url: &Url, command: &[OsString], tail_cap: usi
 /// Waits for the child; SIGTERM and SIGHUP sent to `heartbeat` are passed on to it.
 /// SIGINT is not: a terminal's Ctrl-C reaches the whole process group already, and
 /// `heartbeat` must outlive the command to report how it ended.
-async fn wait_forwarding_signals(
-    child: &mut tokio::process::Child,
-) -> std::io::Result<ExitStatus> {
+async fn wait_forwarding_signals(child: &mut tokio::process::Child) -> std::io::Result<ExitStatus> {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut hup), Ok(mut int)) = (
         signal(SignalKind::terminate()),

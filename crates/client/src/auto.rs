@@ -27,7 +27,10 @@ pub enum Beat {
 impl Beat {
     async fn send(&self, client: &Client) -> Result<(), ClientError> {
         match self {
-            Beat::Ping(url) => client.ping(url, &Ping::new(Signal::Success)).await.map(drop),
+            Beat::Ping(url) => client
+                .ping(url, &Ping::new(Signal::Success))
+                .await
+                .map(drop),
             Beat::Kuma(url) => client
                 .kuma_push(url, KumaStatus::Up, None, None)
                 .await

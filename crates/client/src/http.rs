@@ -351,7 +351,10 @@ mod tests {
                 Ping::new(Signal::Start).rid("r-1"),
                 "http://127.0.0.1:8101/ping/tok/start?rid=r-1",
             ),
-            (Ping::new(Signal::Fail), "http://127.0.0.1:8101/ping/tok/fail"),
+            (
+                Ping::new(Signal::Fail),
+                "http://127.0.0.1:8101/ping/tok/fail",
+            ),
             (Ping::new(Signal::Log), "http://127.0.0.1:8101/ping/tok/log"),
             (
                 Ping::new(Signal::Exit(3)).rid("x"),

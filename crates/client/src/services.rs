@@ -194,19 +194,17 @@ impl Services {
             .call(Method::POST, &url, admin_token, Some(body))
             .await?;
         let value: Value = parse(&url, &text)?;
-        let token = value
-            .get("token")
-            .and_then(Value::as_str)
-            .ok_or_else(|| ClientError::InvalidResponse {
-                url: redact_url(&url),
-                reason: "no token in the registration answer".into(),
-            })?;
-        let info: ServiceInfo = serde_json::from_value(value.clone()).map_err(|e| {
+        let token = value.get("token").and_then(Value::as_str).ok_or_else(|| {
             ClientError::InvalidResponse {
                 url: redact_url(&url),
-                reason: e.to_string(),
+                reason: "no token in the registration answer".into(),
             }
         })?;
+        let info: ServiceInfo =
+            serde_json::from_value(value.clone()).map_err(|e| ClientError::InvalidResponse {
+                url: redact_url(&url),
+                reason: e.to_string(),
+            })?;
         let handle = self.service(&info.service_id, Secret::new(token));
         Ok((info, handle))
     }
@@ -324,10 +322,7 @@ impl TaskHandle {
         let mut segments = vec!["api", "services", &s.id, "progress", &self.info.task_id];
         segments.extend_from_slice(tail);
         let url = s.api.url(&segments);
-        let text = s
-            .api
-            .call(Method::POST, &url, &s.token, Some(body))
-            .await?;
+        let text = s.api.call(Method::POST, &url, &s.token, Some(body)).await?;
         self.info = parse(&url, &text)?;
         Ok(&self.info)
     }

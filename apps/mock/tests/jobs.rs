@@ -4,68 +4,13 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::http::{Method, StatusCode, Uri};
+use heartbeat_testkit::{Recorder as Receiver, Seen};
 use serde_json::{Value, json};
 use support::{Api, poll, start_mock};
 
 const TOKEN: &str = "job-token-0123456789abcdef";
-
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    path: String,
-    query: String,
-    body: String,
-}
-
-/// An HTTP server on 127.0.0.1:0 that records every request and answers `status`.
-struct Receiver {
-    base: String,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    status: Arc<AtomicU16>,
-    _task: tokio::task::JoinHandle<()>,
-}
-
-impl Receiver {
-    async fn start() -> Receiver {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let status = Arc::new(AtomicU16::new(200));
-        let (s, st) = (seen.clone(), status.clone());
-        let app = axum::Router::new().fallback(move |method: Method, uri: Uri, body: Bytes| {
-            let (s, st) = (s.clone(), st.clone());
-            async move {
-                s.lock().unwrap().push(Seen {
-                    method: method.to_string(),
-                    path: uri.path().to_owned(),
-                    query: uri.query().unwrap_or("").to_owned(),
-                    body: String::from_utf8_lossy(&body).into_owned(),
-                });
-                let code = StatusCode::from_u16(st.load(Ordering::SeqCst)).unwrap();
-                (code, if code.is_success() { "OK" } else { "not found" })
-            }
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        Receiver {
-            base,
-            seen,
-            status,
-            _task: task,
-        }
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-}
 
 fn rid(q: &str) -> Option<String> {
     q.split('&')
@@ -235,7 +180,7 @@ async fn kuma_job_pushes_up_and_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejected_pings_are_counted_without_showing_the_token() {
     let rx = Receiver::start().await;
-    rx.status.store(404, Ordering::SeqCst);
+    rx.set_status(404);
     let mock = start_mock().await;
     let api = Api::new(&mock);
     let url = format!("{}/ping/{TOKEN}", rx.base);

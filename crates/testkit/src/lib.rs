@@ -1,12 +1,15 @@
 //! Support for integration tests, shared so each test does not carry its own copy:
-//! child processes that die with the test, free ports, the real agent binary, and
-//! headless Chromium through chromedriver.
+//! child processes that die with the test, free ports, the real agent binary, an HTTP
+//! server that records what it receives, and headless Chromium through chromedriver.
 //!
 //! Test support panics with a clear message instead of returning errors: a failed
 //! set-up is a failed test.
 #![allow(clippy::missing_panics_doc)]
 
 pub mod browser;
+pub mod recorder;
+
+pub use recorder::{Recorder, Seen};
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

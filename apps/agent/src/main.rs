@@ -15,7 +15,7 @@ use tracing::{info, warn};
 #[command(
     name = "heartbeat-agent",
     version,
-    about = "Probes HTTP(S) and docker: targets every cycle and records the results in SQLite.",
+    about = "Probes HTTP(S) and docker: targets every cycle, receives push heartbeats, and records the results in SQLite.",
     after_long_help = heartbeat_config::help_text(),
     after_help = "Run with --help for every configuration variable."
 )]
@@ -145,12 +145,13 @@ fn run(config: AgentConfig) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let store = Store::open(&config.sqlite_db_path).with_context(|| {
+        let mut store = Store::open(&config.sqlite_db_path).with_context(|| {
             format!(
                 "SQLITE_DB_PATH: cannot open {}",
                 config.sqlite_db_path.display()
             )
         })?;
+        let push = push_setup(&config, &mut store).await?;
         info!(
             targets = config.targets.len(),
             interval_s = config.loop_interval.as_secs_f64(),
@@ -177,9 +178,50 @@ fn run(config: AgentConfig) -> anyhow::Result<()> {
             interval: config.loop_interval,
             max_cycles: None,
         };
-        let written = heartbeat_monitor::run(&config, store, options, shutdown_signal()).await?;
+        let written =
+            heartbeat_monitor::run(&config, store, options, Some(push), shutdown_signal()).await?;
         info!(cycles = written, "heartbeat-agent stopped; database closed");
         Ok(())
+    })
+}
+
+/// Syncs the configured push targets into the database, loads every push target's state
+/// from it (so a restart keeps each target's clock), and binds `AGENT_ADDR`.
+async fn push_setup(
+    config: &AgentConfig,
+    store: &mut Store,
+) -> anyhow::Result<heartbeat_monitor::PushSetup> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default();
+    store
+        .push_sync_config(&heartbeat_push::configured_definitions(config), now_ms)
+        .context("cannot store the configured push targets")?;
+    let loaded = store.push_targets().context("cannot read push targets")?;
+    let registry = std::sync::Arc::new(heartbeat_push::Registry::new(
+        loaded,
+        config.time_zone.clone(),
+        heartbeat_push::rate_limit(config),
+    ));
+    let listener = match config.push.addr {
+        None => None,
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("AGENT_ADDR: cannot listen on {addr}"))?;
+            let bound = l
+                .local_addr()
+                .map_or_else(|_| addr.to_string(), |a| a.to_string());
+            info!(addr = %bound, push_targets = registry.len(), "push listener ready");
+            Some(l)
+        }
+    };
+    Ok(heartbeat_monitor::PushSetup {
+        listener,
+        registry,
+        settings: heartbeat_push::Settings::from_config(config),
+        auto_remove_after: config.push.auto_remove_after,
     })
 }
 

@@ -94,7 +94,7 @@ fn run_scenario(agent_bin: &Path, addr: &str, s: &Scenario) -> anyhow::Result<St
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("metrics.db");
     let mut env_file = format!(
-        "LOOP_INTERVAL_SECONDS={}\nSERVICE_TIMEOUT_SECONDS=2\nPING_URL=\nDOCKER_HOST=unix:///nonexistent.sock\nSQLITE_DB_PATH={}\nRUST_LOG=warn\n",
+        "LOOP_INTERVAL_SECONDS={}\nSERVICE_TIMEOUT_SECONDS=2\nPING_URL=\nDOCKER_HOST=unix:///nonexistent.sock\nSQLITE_DB_PATH={}\nRUST_LOG=warn\nAGENT_ADDR=127.0.0.1:0\n",
         s.interval_s,
         db.display()
     );

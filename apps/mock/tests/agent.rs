@@ -72,6 +72,8 @@ impl Agent {
                 "unix:///nonexistent/docker.sock".into(),
             ),
             ("RUST_LOG".into(), "warn".into()),
+            // Parallel agents: an ephemeral push listener each, never the default 8101.
+            ("AGENT_ADDR".into(), "127.0.0.1:0".into()),
         ]);
         for (k, v) in vars {
             env.insert((*k).into(), v.clone());

@@ -7,6 +7,7 @@
 
 mod alerting;
 mod parse;
+mod push;
 mod variables;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,10 @@ use heartbeat_core::{DnsOverrideMode, Target, TargetKind, Url};
 use jiff::tz::TimeZone;
 
 pub use alerting::{AlertConfig, Maintenance, OutboundHeartbeat, Window};
+pub use push::{
+    DEFAULT_AGENT_ADDR, DEFAULT_GRACE, DEFAULT_PERIOD, PushConfig, derive_token, parse_push_span,
+    parse_schedule, validate_token,
+};
 pub use variables::{VARIABLES, Variable, help_text};
 
 /// One configuration mistake, tied to the variable that holds it.
@@ -83,6 +88,7 @@ pub struct AgentConfig {
     pub docker_host: Option<String>,
     pub alerts: AlertConfig,
     pub retention: RetentionConfig,
+    pub push: PushConfig,
 }
 
 /// How long data is kept: raw checks, per-minute and per-hour rollups.
@@ -125,7 +131,15 @@ impl AgentConfig {
             minute: p.span("RETENTION_MINUTE").flatten().unwrap_or(day(90)),
             hour: p.span("RETENTION_HOUR").flatten().unwrap_or(day(730)),
         };
-        let targets = parse::targets(env, service_timeout, dns_override.as_ref(), &mut errors);
+        let push = PushConfig::parse(&mut p);
+        let targets = parse::targets(
+            env,
+            service_timeout,
+            dns_override.as_ref(),
+            push.derive_key.as_ref(),
+            &mut errors,
+        );
+        push::check_unique_tokens(&targets, push.admin_token.as_ref(), &mut errors);
 
         if errors.is_empty() {
             Ok(AgentConfig {
@@ -142,6 +156,7 @@ impl AgentConfig {
                 docker_host,
                 alerts: alerts_partial,
                 retention,
+                push,
             })
         } else {
             Err(ConfigErrors(errors))
@@ -161,7 +176,7 @@ impl AgentConfig {
                     }
                     _ => None,
                 },
-                TargetKind::Docker { .. } => None,
+                TargetKind::Docker { .. } | TargetKind::Push(_) => None,
             })
             .collect();
         hosts.sort();
@@ -258,6 +273,43 @@ impl AgentConfig {
         for channel in &a.channels {
             let _ = writeln!(out, "  channel                    {}", channel.summary());
         }
+        let push = &self.push;
+        let _ = writeln!(out, "\nPush listener");
+        let push_rows: Vec<(&str, String)> = vec![
+            (
+                "AGENT_ADDR",
+                push.addr
+                    .map_or_else(|| "(off)".to_owned(), |a| a.to_string()),
+            ),
+            (
+                "ADMIN_TOKEN",
+                if push.admin_token.is_some() {
+                    "<redacted> (registration API on)".to_owned()
+                } else {
+                    "(unset: registration API off)".to_owned()
+                },
+            ),
+            (
+                "PUSH_RATE_LIMIT",
+                if push.rate_per_sec > 0.0 {
+                    format!(
+                        "{}/s per token, burst {}",
+                        push.rate_per_sec, push.rate_burst
+                    )
+                } else {
+                    "off".to_owned()
+                },
+            ),
+            ("PUSH_BODY_LIMIT", format!("{} bytes", push.body_limit)),
+            (
+                "PUSH_AUTO_REMOVE_AFTER",
+                push.auto_remove_after
+                    .map_or_else(|| "off".to_owned(), secs),
+            ),
+        ];
+        for (k, v) in push_rows {
+            let _ = writeln!(out, "  {k:<26} {v}");
+        }
         let _ = writeln!(out, "\nTargets ({})", self.targets.len());
         let name_w = self
             .targets
@@ -289,6 +341,19 @@ impl AgentConfig {
                         .map(|hd| format!("{}: <redacted>", hd.name))
                         .collect();
                     details.push_str(&format!(" headers=[{}]", names.join(", ")));
+                }
+            }
+            if let TargetKind::Push(p) = &t.kind {
+                match &p.schedule {
+                    Some(cron) => details.push_str(&format!("  schedule=\"{cron}\" (TZ)")),
+                    None => details.push_str(&format!("  period={}", secs(p.period))),
+                }
+                details.push_str(&format!(" grace={}", secs(p.grace)));
+                // A derived token can only be learnt here; a configured one the user already has.
+                if p.token_derived {
+                    details.push_str(&format!(" token={} (derived)", p.token.expose()));
+                } else {
+                    details.push_str(" token=<redacted>");
                 }
             }
             let _ = writeln!(

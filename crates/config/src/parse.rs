@@ -26,6 +26,17 @@ pub(crate) const PER_TARGET_PREFIXES: &[&str] = &[
     "SERVICE_DNS_OVERRIDE_",
     "SERVICE_HEADERS_",
     "SERVICE_METHOD_",
+    "SERVICE_SCHEDULE_",
+    "SERVICE_PERIOD_",
+    "SERVICE_GRACE_",
+    "SERVICE_TOKEN_",
+];
+/// Options that only mean something for push targets.
+const PUSH_ONLY: &[&str] = &[
+    "SERVICE_SCHEDULE_",
+    "SERVICE_PERIOD_",
+    "SERVICE_GRACE_",
+    "SERVICE_TOKEN_",
 ];
 
 pub(crate) struct Reader<'a> {
@@ -274,12 +285,18 @@ pub(crate) fn parse_headers(raw: &str) -> Result<Vec<Header>, String> {
 enum Address {
     Http(Url),
     Docker(String),
+    Push,
 }
 
 fn parse_address(raw: &str) -> Result<Address, String> {
     let raw = raw.trim();
     if raw.is_empty() {
-        return Err("empty value; expected http://, https:// or docker:<container>".into());
+        return Err(
+            "empty value; expected http://, https://, docker:<container> or push://".into(),
+        );
+    }
+    if raw.eq_ignore_ascii_case("push://") || raw.eq_ignore_ascii_case("push:") {
+        return Ok(Address::Push);
     }
     if let Some(container) = raw.strip_prefix("docker:") {
         let container = container.trim().trim_start_matches("//");
@@ -312,6 +329,7 @@ pub(crate) fn targets(
     env: &BTreeMap<String, String>,
     default_timeout: Duration,
     dns_override: Option<&DnsOverride>,
+    derive_key: Option<&Secret>,
     errors: &mut Vec<ConfigError>,
 ) -> Vec<Target> {
     let mut targets = Vec::new();
@@ -343,15 +361,40 @@ pub(crate) fn targets(
             }),
             (_, None) => default_timeout,
         };
-        let kind = match parse_address(raw) {
+        let address = parse_address(raw);
+        if !matches!(address, Ok(Address::Push)) {
+            for prefix in PUSH_ONLY {
+                if let (var, Some(_)) = option(prefix) {
+                    fail(
+                        &var,
+                        format!("only applies to push targets, but {key} is not push://"),
+                    );
+                }
+            }
+        }
+        let kind = match address {
             Err(msg) => {
                 fail(key, msg);
                 continue;
             }
+            Ok(Address::Push) => {
+                for prefix in PER_TARGET_PREFIXES
+                    .iter()
+                    .filter(|p| !PUSH_ONLY.contains(p))
+                {
+                    if let (var, Some(_)) = option(prefix) {
+                        fail(
+                            &var,
+                            format!("does not apply to push targets, but {key} is push://"),
+                        );
+                    }
+                }
+                TargetKind::Push(crate::push::target(name, env, derive_key, errors))
+            }
             Ok(Address::Docker(container)) => {
                 for prefix in PER_TARGET_PREFIXES
                     .iter()
-                    .filter(|p| **p != "SERVICE_TIMEOUT_SECONDS_")
+                    .filter(|p| **p != "SERVICE_TIMEOUT_SECONDS_" && !PUSH_ONLY.contains(p))
                 {
                     if let (var, Some(_)) = option(prefix) {
                         fail(

@@ -20,7 +20,7 @@ fn errors_of(pairs: &[(&str, &str)]) -> Vec<ConfigError> {
 fn http(t: &Target) -> &heartbeat_core::HttpTarget {
     match &t.kind {
         TargetKind::Http(h) => h,
-        TargetKind::Docker { .. } => panic!("{} is not http", t.name),
+        TargetKind::Docker { .. } | TargetKind::Push(_) => panic!("{} is not http", t.name),
     }
 }
 

@@ -21,7 +21,7 @@ pub const VARIABLES: &[Variable] = &[
     var(
         "SERVICE_URL_<name>",
         "",
-        "A target: http://..., https://... or docker:<container name or id>. <name> is the target's id and keeps its case.",
+        "A target: http://..., https://..., docker:<container name or id>, or push:// (it sends heartbeats, see SERVICE_PERIOD_<name>). <name> is the target's id and keeps its case.",
     ),
     var(
         "SERVICE_HEADERS_<name>",
@@ -47,6 +47,56 @@ pub const VARIABLES: &[Variable] = &[
         "SERVICE_DNS_OVERRIDE_<name>",
         "true",
         "Set to false to exempt this target from INTERNAL_DNS_OVERRIDE_IP.",
+    ),
+    var(
+        "SERVICE_PERIOD_<name>",
+        "60",
+        "push:// targets: expected time between pings (seconds, or 5m, 1h, 1d). Late after it, down after it plus the grace.",
+    ),
+    var(
+        "SERVICE_GRACE_<name>",
+        "60",
+        "push:// targets: extra time before a late target is down; also caps a run after /start.",
+    ),
+    var(
+        "SERVICE_SCHEDULE_<name>",
+        "",
+        "push:// targets: cron expression (minute hour day month weekday) evaluated in TZ, instead of a period.",
+    ),
+    var(
+        "SERVICE_TOKEN_<name>",
+        "derived",
+        "push:// targets: the secret token in /ping/<token> (16-128 of A-Z a-z 0-9 - _). Unset: derived from ADMIN_TOKEN (or SECRET_KEY) and the name; check-config shows it.",
+    ),
+    var(
+        "AGENT_ADDR",
+        "0.0.0.0:8101",
+        "The push listener (pings, registration API, GET /health). off disables it. See docs/push-api.md.",
+    ),
+    var(
+        "ADMIN_TOKEN",
+        "",
+        "Bearer token for the registration API (POST /api/services ...). Unset: that API answers 403. A secret: never logged or stored.",
+    ),
+    var(
+        "PUSH_RATE_LIMIT",
+        "10",
+        "Requests per second allowed per token (token bucket); more get 429. 0 = no limit.",
+    ),
+    var(
+        "PUSH_RATE_BURST",
+        "60",
+        "Requests a token may send at once before PUSH_RATE_LIMIT applies.",
+    ),
+    var(
+        "PUSH_BODY_LIMIT",
+        "1048576",
+        "Largest request body in bytes (larger: 413). The first 10 KB of a ping body are kept.",
+    ),
+    var(
+        "PUSH_AUTO_REMOVE_AFTER",
+        "off",
+        "Delete registered (API) push services silent for this long, e.g. 1h or 7d. Environment targets are never removed.",
     ),
     var(
         "LOOP_INTERVAL_SECONDS",

@@ -223,7 +223,26 @@ impl DnsOverrideMode {
 #[derive(Debug, Clone, PartialEq)]
 pub enum TargetKind {
     Http(HttpTarget),
-    Docker { container: String },
+    Docker {
+        container: String,
+    },
+    /// Not probed: the target reports in over the agent's push listener.
+    Push(PushTarget),
+}
+
+/// A target that sends heartbeats (`SERVICE_URL_<name>=push://`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushTarget {
+    /// Expected time between pings (ignored when `schedule` is set).
+    pub period: Duration,
+    /// Extra time before a late target counts as down; also caps a run after `/start`.
+    pub grace: Duration,
+    /// Cron expression (evaluated in `TZ`), instead of `period`.
+    pub schedule: Option<String>,
+    pub token: Secret,
+    /// The token was derived from `ADMIN_TOKEN`/`SECRET_KEY` rather than set, so
+    /// `check-config` may show it (the user has no other way to learn it).
+    pub token_derived: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -246,11 +265,12 @@ pub struct Target {
 }
 
 impl Target {
-    /// `http` or `docker`, the dashboard's `service_type`.
+    /// `http`, `docker` or `push`, the dashboard's `service_type`.
     pub fn kind_str(&self) -> &'static str {
         match self.kind {
             TargetKind::Http(_) => "http",
             TargetKind::Docker { .. } => "docker",
+            TargetKind::Push(_) => "push",
         }
     }
 
@@ -259,6 +279,7 @@ impl Target {
         match &self.kind {
             TargetKind::Http(h) => redact_url(&h.url),
             TargetKind::Docker { container } => format!("docker:{container}"),
+            TargetKind::Push(_) => "push://".to_owned(),
         }
     }
 }

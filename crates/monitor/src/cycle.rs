@@ -29,6 +29,8 @@ pub struct Monitor {
     host: HostSampler,
     ping: Option<(HttpTarget, Duration)>,
     heartbeat: Option<(OutboundHeartbeat, Arc<Notifier>)>,
+    /// Push targets are not probed: their checks come from what they reported.
+    push: Option<Arc<heartbeat_push::Registry>>,
 }
 
 impl Monitor {
@@ -48,14 +50,21 @@ impl Monitor {
             };
             (target, config.service_timeout)
         });
+        let probed: Vec<Target> = config
+            .targets
+            .iter()
+            .filter(|t| !matches!(t.kind, TargetKind::Push(_)))
+            .cloned()
+            .collect();
         Ok(Monitor {
-            target_refs: config.targets.iter().map(TargetRef::from).collect(),
-            targets: config.targets.clone().into(),
+            target_refs: probed.iter().map(TargetRef::from).collect(),
+            targets: probed.into(),
             http: Arc::new(http),
             docker: Arc::new(DockerProber::new(config.docker_host.clone())),
             host: HostSampler::new(&config.sqlite_db_path),
             ping,
             heartbeat: None,
+            push: None,
         })
     }
 
@@ -65,6 +74,13 @@ impl Monitor {
         self
     }
 
+    /// Adds a check per push target to every cycle, computed from the registry.
+    pub fn with_push(mut self, registry: Arc<heartbeat_push::Registry>) -> Self {
+        self.push = Some(registry);
+        self
+    }
+
+    /// The probed targets (push targets are not among them).
     pub fn targets(&self) -> &[Target] {
         &self.targets
     }
@@ -127,7 +143,7 @@ impl Monitor {
         host.container_count = containers.await.ok().flatten();
         let cycle_duration_ms = started.elapsed().as_secs_f64() * 1000.0;
 
-        let checks = self
+        let mut checks: Vec<TargetCheck> = self
             .target_refs
             .iter()
             .zip(results)
@@ -139,6 +155,13 @@ impl Monitor {
                 }),
             })
             .collect();
+        if let Some(registry) = &self.push {
+            let now_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or_default();
+            checks.extend(registry.evaluate(now_ms));
+        }
 
         let mut record = CycleRecord {
             started_at_ms,
@@ -184,5 +207,7 @@ async fn probe(http: &HttpProber, docker: &DockerProber, target: &Target) -> Che
     match &target.kind {
         TargetKind::Http(h) => http.probe(h, target.timeout).await,
         TargetKind::Docker { container } => docker.probe(container, target.timeout).await,
+        // Filtered out in `Monitor::new`; never probed.
+        TargetKind::Push(_) => CheckResult::failed(Status::Unknown, "push targets are not probed"),
     }
 }

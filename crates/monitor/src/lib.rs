@@ -14,7 +14,7 @@ mod schedule;
 pub use alerting::{Alerting, CONNECTIVITY_ITEM, WORKER_ITEM};
 pub use cycle::Monitor;
 pub use host::HostSampler;
-pub use runner::{RunOptions, run};
+pub use runner::{PushSetup, RunOptions, run};
 pub use schedule::{Schedule, Tick};
 
 /// Failures that stop the agent from starting or running.

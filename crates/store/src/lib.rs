@@ -24,6 +24,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 mod alerting;
 mod dashboard;
 mod legacy;
+mod push;
 mod read;
 mod rollup;
 mod schema;
@@ -36,6 +37,10 @@ pub use dashboard::{
     CheckBucket, CheckStats, Coverage, CycleBucket, CycleStats, DashboardData, ErrorSummary,
     LatencyAgg, LatestCheck, LatestCycle, MAX_BUCKETS, RangeQuery, Source, StatusCounts,
     TargetDetail, TargetSeries, WorkerCounts,
+};
+pub use push::{
+    PushDefinition, PushEvent, PushEventKind, PushLoaded, PushOp, PushOpError, PushSource,
+    PushTask, TASKS_KEPT,
 };
 pub use rollup::{PRUNE_BATCH, Retention};
 pub use schema::LATEST_VERSION;

@@ -33,6 +33,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         description: "v3: per-minute and per-hour rollups of checks and cycles, backfilled",
         sql: V3_SQL,
     },
+    Migration {
+        description: "v4: push_targets, push_events, push_tasks (push heartbeats)",
+        sql: crate::push::V4_SQL,
+    },
 ];
 
 /// The schema version this build writes.

@@ -6,9 +6,11 @@
 //! set-up is a failed test.
 #![allow(clippy::missing_panics_doc)]
 
+pub mod agent;
 pub mod browser;
 pub mod recorder;
 
+pub use agent::Agent;
 pub use recorder::{Recorder, Seen};
 
 use std::net::{TcpListener, TcpStream};

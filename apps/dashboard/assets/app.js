@@ -380,6 +380,16 @@ function renderTargets() {
 }
 
 // ---------- detail view ----------
+// A push target's newest progress task: "import: 37.5 % (3/8), running".
+function progressEl(p) {
+  if (!p) return h('p', { class: 'target-progress', hidden: true });
+  const bar = h('progress', { max: 100, value: Number(p.percentage) || 0 });
+  return h('p', { class: 'target-progress', dataset: { status: String(p.status) } },
+    h('span', {}, t('detail.progress')), ' ', bar, ' ',
+    h('span', {}, `${String(p.task_name)}: ${fmtNum(p.percentage, 1)} % (${fmtNum(p.current_step, 0)}/${fmtNum(p.total_steps, 0)}), ${String(p.status)}`),
+    p.message ? h('span', { class: 'muted' }, ` · ${String(p.message)}`) : '');
+}
+
 let detailKey = '';
 function renderDetail(name) {
   const box = $('#detail');
@@ -404,6 +414,7 @@ function renderDetail(name) {
       h('span', { class: 'target-code muted' }, live ? codeText(live) : ''),
       h('span', { class: 'target-latency' }, fmtMs(live?.latency))),
     h('p', { class: 'target-error', hidden: !live?.error }, live?.error == null ? '' : String(live.error)),
+    progressEl(detOk?.progress),
     h('dl', { class: 'kv stats-grid' },
       [['stats.uptime', fmtPct(st.uptime, 2)], ['stats.success', fmtNum(st.success, 0)], ['stats.failure', fmtNum(st.failure, 0)],
         ['stats.avg', fmtMs(st.avg)], ['stats.min', fmtMs(st.min)], ['stats.max', fmtMs(st.max)], ['stats.jitter', fmtMs(st.jitter)]]

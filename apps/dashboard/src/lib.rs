@@ -349,7 +349,10 @@ fn service_json(t: &TargetSeries) -> Value {
     let latest = t.latest.as_ref();
     json!({
         "name": t.target.name,
-        "service_type": if t.target.kind == "docker" { "docker" } else { "http" },
+        "service_type": match t.target.kind.as_str() {
+            kind @ ("docker" | "push") => kind,
+            _ => "http",
+        },
         "status": latest.map(|c| c.status.as_str()),
         "status_code": latest.and_then(|c| c.status_code),
         "latency": latest.and_then(|c| c.latency_ms),
@@ -485,6 +488,26 @@ async fn live(
     ))
 }
 
+/// A push target's newest progress task (LaneSwap style), without anything secret.
+fn progress_json(t: &heartbeat_store::PushTask, tz: &TimeZone) -> Value {
+    let pct = if t.total_steps > 0 {
+        ((t.current_step as f64 / t.total_steps as f64 * 100.0).clamp(0.0, 100.0) * 10.0).round()
+            / 10.0
+    } else {
+        0.0
+    };
+    json!({
+        "task_name": t.task_name,
+        "status": t.status,
+        "current_step": t.current_step,
+        "total_steps": t.total_steps,
+        "percentage": pct,
+        "message": t.message,
+        "updated_at_ms": t.updated_at_ms,
+        "updated_at": format_time(t.updated_at_ms, tz),
+    })
+}
+
 fn detail_json(d: &TargetDetail, range: &str, tz: &TimeZone) -> Value {
     let t = &d.series;
     let series: Vec<Value> = d
@@ -557,14 +580,30 @@ async fn service(
     let range = state.range(&params, "1h")?;
     let q = range.query;
     let lookup = name.clone();
-    let detail = state
-        .read(move |s| s.target_detail(&lookup, &q))
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("unknown service {name:?}")))?;
-    Ok(json_response(
-        StatusCode::OK,
-        &detail_json(&detail, range.name, &state.0.config.tz),
-    ))
+    let (detail, task) = state
+        .read(move |s| {
+            let detail = s.target_detail(&lookup, &q)?;
+            let push = detail
+                .as_ref()
+                .is_some_and(|d| d.series.target.kind == "push");
+            let task = if push {
+                s.push_latest_task(&lookup)?
+            } else {
+                None
+            };
+            Ok((detail, task))
+        })
+        .await?;
+    let detail = detail.ok_or_else(|| ApiError::NotFound(format!("unknown service {name:?}")))?;
+    let tz = &state.0.config.tz;
+    let mut body = detail_json(&detail, range.name, tz);
+    if let Some(obj) = body.as_object_mut() {
+        obj.insert(
+            "progress".into(),
+            task.as_ref().map_or(Value::Null, |t| progress_json(t, tz)),
+        );
+    }
+    Ok(json_response(StatusCode::OK, &body))
 }
 
 async fn badge_detail(

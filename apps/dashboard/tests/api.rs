@@ -453,3 +453,80 @@ async fn openapi_and_frontend_are_served() {
     assert_eq!(get(&s, "/assets/nope.js").await.status, 404);
     assert_eq!(get(&s, "/nope").await.status, 404);
 }
+
+#[tokio::test]
+async fn push_targets_show_their_type_and_progress_but_never_a_token() {
+    use heartbeat_store::{PushDefinition, PushOp, PushSource, PushTask};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("metrics.db");
+    let mut store = Store::open(&db).unwrap();
+    let token_hash = [7u8; 32];
+    store
+        .push_sync_config(
+            &[PushDefinition {
+                service_id: "nightly".into(),
+                name: "nightly".into(),
+                source: PushSource::Config,
+                token_sha256: token_hash,
+                period_ms: 60_000,
+                grace_ms: 60_000,
+                schedule: None,
+                metadata: None,
+                created_at_ms: 0,
+            }],
+            T - 120_000,
+        )
+        .unwrap();
+    let results = store
+        .push_apply(&[PushOp::Task(PushTask {
+            task_id: "t1".into(),
+            service_id: "nightly".into(),
+            task_name: "import".into(),
+            description: None,
+            total_steps: 8,
+            current_step: 3,
+            status: "running".into(),
+            message: Some("3/8".into()),
+            metadata: None,
+            started_at_ms: T - 30_000,
+            updated_at_ms: T - 20_000,
+            completed_at_ms: None,
+        })])
+        .unwrap();
+    assert_eq!(results, [Ok(())]);
+    let mut c = cycle(T - 10_000);
+    c.checks.push(TargetCheck {
+        target: TargetRef {
+            name: "nightly".into(),
+            kind: "push".into(),
+            url: "push://".into(),
+        },
+        result: CheckResult::failed(Status::Timeout, "late: last ping 75 s ago, period 60 s"),
+    });
+    store.write_cycle(&c).unwrap();
+    drop(store);
+
+    let s = serve(Config::new(&db)).await;
+    let live = get(&s, "/api/live?range=live").await.json();
+    let svc = live["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "nightly")
+        .unwrap()
+        .clone();
+    assert_eq!(svc["service_type"], "push");
+    assert_eq!(svc["status"], "timeout");
+    let detail = get(&s, "/api/services/nightly?range=live").await;
+    assert_eq!(detail.status, 200);
+    let v = detail.json();
+    assert_eq!(v["progress"]["percentage"], 37.5);
+    assert_eq!(v["progress"]["task_name"], "import");
+    assert!(!detail.body.contains(&hex_of(&token_hash)) && !detail.body.contains("token"));
+    // Other targets carry no progress.
+    assert!(get(&s, "/api/services/web?range=live").await.json()["progress"].is_null());
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

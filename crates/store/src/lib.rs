@@ -603,7 +603,7 @@ mod tests {
 
     #[test]
     fn v1_database_upgrades_in_place_to_latest() {
-        assert_eq!(LATEST_VERSION, 3);
+        assert_eq!(LATEST_VERSION, 4);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.db");
         let before = {
@@ -691,7 +691,7 @@ mod tests {
             }
         }
         let upgraded = Store::open(&old).unwrap();
-        assert_eq!(upgraded.schema_version().unwrap(), 3);
+        assert_eq!(upgraded.schema_version().unwrap(), LATEST_VERSION);
         let reference = ReadStore::open(&fresh).unwrap();
         for bucket_ms in [3_600_000, 600_000, 60_000, 20_000] {
             let q = RangeQuery {

@@ -43,13 +43,21 @@ async fn controller_ui_toggles_a_service_and_a_job() {
     drop(mock);
 }
 
+/// Finds and clicks `css`. The page re-renders its tables every second, so an element
+/// found just before a refresh can be stale by the click: then find it again.
 async fn click(c: &Client, css: &str) {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+    let deadline = std::time::Instant::now() + heartbeat_testkit::browser::WAIT;
+    loop {
+        let result = match c.find(Locator::Css(css)).await {
+            Ok(e) => e.click().await.map(drop),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => return,
+            Err(e) => assert!(std::time::Instant::now() < deadline, "click {css}: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await; // polling interval
+    }
 }
 
 async fn checks(c: &Client, base: &str, addr: SocketAddr, shots: &Path) {

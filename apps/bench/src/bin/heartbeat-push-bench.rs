@@ -63,13 +63,19 @@ fn main() -> anyhow::Result<()> {
 fn scenario(agent_bin: &Path, clients: usize, run_for: Duration) -> anyhow::Result<String> {
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("metrics.db");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let mut env = format!(
         "LOOP_INTERVAL_SECONDS=10\nPING_URL=\nDOCKER_HOST=unix:///nonexistent.sock\nSQLITE_DB_PATH={}\nRUST_LOG=warn\nAGENT_ADDR=127.0.0.1:{port}\nPUSH_RATE_LIMIT=0\n",
         db.display()
     );
     for i in 0..TOKENS {
-        writeln!(env, "SERVICE_URL_p{i}=push://\nSERVICE_TOKEN_p{i}={}", token(i))?;
+        writeln!(
+            env,
+            "SERVICE_URL_p{i}=push://\nSERVICE_TOKEN_p{i}={}",
+            token(i)
+        )?;
     }
     let env_path = dir.path().join("bench.env");
     std::fs::write(&env_path, env)?;
@@ -138,7 +144,9 @@ async fn client(addr: &str, index: usize, stop_at: Instant) -> anyhow::Result<Ve
     while Instant::now() < stop_at {
         let t = token((index + n * 31) % TOKENS);
         n += 1;
-        let request = format!("GET /ping/{t} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: curl/8.14.1\r\nAccept: */*\r\n\r\n");
+        let request = format!(
+            "GET /ping/{t} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: curl/8.14.1\r\nAccept: */*\r\n\r\n"
+        );
         let sent = Instant::now();
         stream.write_all(request.as_bytes()).await?;
         // The answer is a short header block and the body "OK".
@@ -157,7 +165,10 @@ async fn client(addr: &str, index: usize, stop_at: Instant) -> anyhow::Result<Ve
             }
         }
         if !buf.starts_with(b"HTTP/1.1 200") {
-            bail!("ping refused: {}", String::from_utf8_lossy(&buf[..got.min(200)]));
+            bail!(
+                "ping refused: {}",
+                String::from_utf8_lossy(&buf[..got.min(200)])
+            );
         }
         latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
     }

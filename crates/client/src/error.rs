@@ -16,6 +16,8 @@ pub enum ClientError {
         url: String,
         detail: String,
         timed_out: bool,
+        /// No connection was made, so the server never saw the request.
+        connect: bool,
         attempts: u32,
     },
     /// The server answered with a non-2xx status.

@@ -138,6 +138,23 @@ pub(crate) struct Request<'a> {
     pub body: Option<&'a [u8]>,
     pub json: bool,
     pub bearer: Option<&'a str>,
+    /// Whether sending it twice is harmless. A request that creates something
+    /// (a registration, a task) is retried only when the server cannot have acted on
+    /// it: no connection, 429, 503.
+    pub idempotent: bool,
+}
+
+impl Request<'_> {
+    fn retryable(&self, e: &ClientError) -> bool {
+        if self.idempotent {
+            return e.is_transient();
+        }
+        match e {
+            ClientError::Network { connect, .. } => *connect,
+            ClientError::Rejected { status, .. } => *status == 429 || *status == 503,
+            _ => false,
+        }
+    }
 }
 
 impl Client {
@@ -182,6 +199,7 @@ impl Client {
             body: ping.body.as_deref(),
             json: false,
             bearer: None,
+            idempotent: true,
         })
         .await
     }
@@ -214,6 +232,7 @@ impl Client {
             body: None,
             json: false,
             bearer: None,
+            idempotent: true,
         })
         .await
     }
@@ -232,6 +251,7 @@ impl Client {
             body: bytes.as_deref(),
             json: true,
             bearer: None,
+            idempotent: true,
         })
         .await
     }
@@ -243,7 +263,7 @@ impl Client {
             attempt += 1;
             let result = self.attempt(req, attempt).await;
             match result {
-                Err(e) if e.is_transient() && attempt <= self.options.retries => {
+                Err(e) if req.retryable(&e) && attempt <= self.options.retries => {
                     let delay = self
                         .options
                         .retry_backoff
@@ -276,6 +296,7 @@ impl Client {
         let network = |e: reqwest::Error| ClientError::Network {
             url: shown.clone(),
             timed_out: e.is_timeout(),
+            connect: e.is_connect(),
             detail: scrub(&error_text(&e.without_url()), req.url),
             attempts,
         };

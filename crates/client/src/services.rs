@@ -156,6 +156,18 @@ impl Services {
         bearer: &Secret,
         body: Option<Value>,
     ) -> Result<String, ClientError> {
+        self.call_with(method, url, bearer, body, true).await
+    }
+
+    /// `idempotent: false` for requests that create something (see `Request::idempotent`).
+    async fn call_with(
+        &self,
+        method: Method,
+        url: &Url,
+        bearer: &Secret,
+        body: Option<Value>,
+        idempotent: bool,
+    ) -> Result<String, ClientError> {
         let bytes = body.map(|b| b.to_string().into_bytes());
         let ack = self
             .client
@@ -165,6 +177,7 @@ impl Services {
                 body: bytes.as_deref(),
                 json: true,
                 bearer: Some(bearer.expose()),
+                idempotent,
             })
             .await?;
         Ok(ack.body)
@@ -191,7 +204,7 @@ impl Services {
         }
         let url = self.url(&["api", "services"]);
         let text = self
-            .call(Method::POST, &url, admin_token, Some(body))
+            .call_with(Method::POST, &url, admin_token, Some(body), false)
             .await?;
         let value: Value = parse(&url, &text)?;
         let token = value.get("token").and_then(Value::as_str).ok_or_else(|| {
@@ -307,7 +320,7 @@ impl ServiceHandle {
         let url = self.api.url(&["api", "services", &self.id, "progress"]);
         let text = self
             .api
-            .call(Method::POST, &url, &self.token, Some(body))
+            .call_with(Method::POST, &url, &self.token, Some(body), false)
             .await?;
         Ok(TaskHandle {
             service: self.clone(),

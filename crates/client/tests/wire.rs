@@ -304,3 +304,41 @@ async fn auto_heartbeat_keeps_going_through_errors_and_stops() {
     assert_eq!(requests_during(&rec, Duration::from_millis(300)).await, 0);
     assert!(rec.seen().iter().any(|s| s.query == "status=up"));
 }
+
+#[tokio::test]
+async fn creating_requests_are_retried_only_when_the_server_cannot_have_acted() {
+    let rec = Recorder::start().await;
+    let c = client(2, Duration::from_secs(5));
+    let api = Services::new(c, &Url::parse(&rec.base).unwrap());
+    let admin = Secret::new("admin-secret");
+    let reg = heartbeat_client::Registration {
+        name: "once".into(),
+        ..Default::default()
+    };
+    // A 500 may come after the service was created: sending it again could register twice.
+    rec.set_status(500);
+    let e = api.register(&admin, &reg).await.unwrap_err();
+    assert_eq!(e.status(), Some(500));
+    assert_eq!(rec.count(), 1, "not retried");
+    // 503 (and 429) mean "not done": retried.
+    rec.set_status(503);
+    api.register(&admin, &reg).await.unwrap_err();
+    assert_eq!(rec.count(), 1 + 3);
+    // A task is created by POST …/progress: the same rule.
+    rec.set_status(500);
+    let svc = api.service("s1", Secret::new(TOKEN));
+    svc.start_task("t", 3, None).await.unwrap_err();
+    assert_eq!(rec.count(), 4 + 1);
+    // Heartbeats are harmless to repeat: a 500 is retried.
+    svc.heartbeat(HeartbeatStatus::Healthy, None, None)
+        .await
+        .unwrap_err();
+    assert_eq!(rec.count(), 5 + 3);
+    let bodies: Vec<Value> = rec
+        .seen()
+        .iter()
+        .take(1)
+        .map(|s| serde_json::from_str(&s.body).unwrap())
+        .collect();
+    assert_eq!(bodies[0], json!({"name": "once"}));
+}

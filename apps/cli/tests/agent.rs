@@ -38,6 +38,7 @@ async fn heartbeat(args: &[&str], stdin: Option<&str>) -> Output {
         .env_remove("HTTP_PROXY")
         .env_remove("http_proxy")
         .env_remove("ALL_PROXY")
+        .env_remove("all_proxy")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());

@@ -102,7 +102,7 @@ pub(crate) fn document() -> Value {
             }},
             "Service": {"type": "object", "properties": {
                 "name": {"type": "string"},
-                "service_type": {"type": "string", "enum": ["http", "docker"]},
+                "service_type": {"type": "string", "enum": ["http", "docker", "push"]},
                 "status": {"type": ["string", "null"], "enum": ["healthy", "down", "error", "timeout", "unknown", null]},
                 "status_code": {"type": ["integer", "null"]},
                 "latency": {"type": ["number", "null"]},
@@ -161,7 +161,13 @@ pub(crate) fn document() -> Value {
                 "errors": {"type": "array", "items": {"type": "object", "properties": {
                     "message": {"type": "string"}, "count": {"type": "integer"},
                     "last_seen_ms": {"type": "integer"}, "last_seen": {"type": "string"}
-                }}}
+                }}},
+                "progress": {"type": ["object", "null"], "description": "push targets: the newest progress task", "properties": {
+                    "task_name": {"type": "string"}, "status": {"type": "string", "enum": ["pending", "running", "completed", "failed"]},
+                    "current_step": {"type": "integer"}, "total_steps": {"type": "integer"},
+                    "percentage": {"type": "number"}, "message": {"type": ["string", "null"]},
+                    "updated_at_ms": {"type": "integer"}, "updated_at": {"type": ["string", "null"]}
+                }}
             }}]}
         }}
     })

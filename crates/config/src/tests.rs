@@ -321,3 +321,93 @@ fn maintenance_windows_apply_to_named_targets_only() {
     ]);
     assert_eq!(errors[0].variable, "MAINTENANCE_API");
 }
+
+#[test]
+fn push_targets_parse_with_defaults_and_derived_tokens() {
+    let c = AgentConfig::from_map(&env(&[
+        ("ADMIN_TOKEN", "admin-token-0123456789"),
+        ("SERVICE_URL_backup", "push://"),
+        ("SERVICE_PERIOD_backup", "1d"),
+        ("SERVICE_GRACE_backup", "90"),
+        ("SERVICE_URL_nightly", "push://"),
+        ("SERVICE_SCHEDULE_nightly", "30 2 * * 1-5"),
+        ("SERVICE_TOKEN_nightly", "nightly-token-0123456789"),
+    ]))
+    .unwrap();
+    let push = |name: &str| match &c.targets.iter().find(|t| t.name == name).unwrap().kind {
+        TargetKind::Push(p) => p.clone(),
+        _ => panic!("{name} is not push"),
+    };
+    let backup = push("backup");
+    assert_eq!(backup.period, Duration::from_secs(86_400));
+    assert_eq!(backup.grace, Duration::from_secs(90));
+    assert!(backup.token_derived);
+    assert_eq!(
+        backup.token,
+        derive_token(
+            &heartbeat_core::Secret::new("admin-token-0123456789"),
+            "backup"
+        )
+    );
+    let nightly = push("nightly");
+    assert_eq!(nightly.schedule.as_deref(), Some("30 2 * * 1-5"));
+    assert_eq!(nightly.grace, DEFAULT_GRACE);
+    assert!(!nightly.token_derived);
+    assert_eq!(c.push.addr, Some("0.0.0.0:8101".parse().unwrap()));
+    assert_eq!(c.push.auto_remove_after, None);
+    // check-config shows the derived token but never a configured one or the admin token.
+    let d = c.describe();
+    assert!(d.contains(backup.token.expose()));
+    assert!(!d.contains("nightly-token-0123456789") && !d.contains("admin-token-0123456789"));
+}
+
+#[test]
+fn bad_push_values_name_their_variable() {
+    let errors = errors_of(&[
+        ("SERVICE_URL_a", "push://"),
+        ("SERVICE_PERIOD_a", "soon"),
+        ("SERVICE_GRACE_a", "0"),
+        ("SERVICE_URL_b", "push://"),
+        ("SERVICE_SCHEDULE_b", "every day"),
+        ("SERVICE_TOKEN_b", "short"),
+        ("SERVICE_URL_c", "push://"),
+        ("SERVICE_URL_web", "https://example.com/"),
+        ("SERVICE_PERIOD_web", "60"),
+        ("SERVICE_METHOD_a", "GET"),
+        ("AGENT_ADDR", "everywhere"),
+        ("PUSH_RATE_LIMIT", "-1"),
+        ("PUSH_BODY_LIMIT", "12"),
+        ("PUSH_AUTO_REMOVE_AFTER", "sometime"),
+    ]);
+    let vars: Vec<&str> = errors.iter().map(|e| e.variable.as_str()).collect();
+    for v in [
+        "SERVICE_PERIOD_a",
+        "SERVICE_GRACE_a",
+        "SERVICE_SCHEDULE_b",
+        "SERVICE_TOKEN_b",
+        "SERVICE_TOKEN_c",
+        "SERVICE_TOKEN_a",
+        "SERVICE_PERIOD_web",
+        "SERVICE_METHOD_a",
+        "AGENT_ADDR",
+        "PUSH_RATE_LIMIT",
+        "PUSH_BODY_LIMIT",
+        "PUSH_AUTO_REMOVE_AFTER",
+    ] {
+        assert!(vars.contains(&v), "{v} not reported: {errors:?}");
+    }
+    // A token error never repeats the value.
+    assert!(errors.iter().all(|e| !e.message.contains("short")));
+}
+
+#[test]
+fn two_push_targets_cannot_share_a_token() {
+    let errors = errors_of(&[
+        ("SERVICE_URL_a", "push://"),
+        ("SERVICE_TOKEN_a", "same-token-0123456789"),
+        ("SERVICE_URL_b", "push://"),
+        ("SERVICE_TOKEN_b", "same-token-0123456789"),
+    ]);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].variable, "SERVICE_TOKEN_b");
+}

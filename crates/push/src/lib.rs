@@ -164,3 +164,28 @@ pub fn rate_limit(config: &AgentConfig) -> RateLimit {
         burst: config.push.rate_burst,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_needs_a_recent_cycle_and_a_live_writer() {
+        let h = Health::new(Duration::from_secs(10), 1_000_000);
+        // Just started: no cycle yet, but within the allowance.
+        assert!(h.check(1_010_000).0);
+        let (ok, _, reason) = h.check(1_031_000);
+        assert!(!ok);
+        assert_eq!(reason.as_deref(), Some("no cycle committed since start"));
+        h.cycle_committed(1_040_000);
+        assert_eq!(h.check(1_045_000), (true, Some(5.0), None));
+        let (ok, age, reason) = h.check(1_080_000);
+        assert!(!ok && age == Some(40.0));
+        assert_eq!(reason.as_deref(), Some("no cycle committed for 40 s"));
+        h.cycle_committed(1_080_000);
+        h.writer_stopped();
+        let (ok, _, reason) = h.check(1_080_001);
+        assert!(!ok);
+        assert_eq!(reason.as_deref(), Some("the database writer has stopped"));
+    }
+}

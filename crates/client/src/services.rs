@@ -60,9 +60,9 @@ impl TaskStatus {
 pub struct Registration {
     pub name: String,
     /// Seconds between expected heartbeats (server default 60).
-    pub period_s: Option<u64>,
+    pub period_s: Option<f64>,
     /// Seconds of lateness tolerated after the period (server default 60).
-    pub grace_s: Option<u64>,
+    pub grace_s: Option<f64>,
     /// A cron expression instead of a period.
     pub schedule: Option<String>,
     pub metadata: Option<Map<String, Value>>,

@@ -123,8 +123,8 @@ async fn laneswap_services_heartbeats_and_progress() {
             &admin,
             &Registration {
                 name: "worker-1".into(),
-                period_s: Some(60),
-                grace_s: Some(30),
+                period_s: Some(60.0),
+                grace_s: Some(30.0),
                 metadata: Some(metadata),
                 ..Registration::default()
             },

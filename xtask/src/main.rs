@@ -13,6 +13,15 @@ const SERVICES: [&str; 4] = ["api", "web", "auth", "db"];
 const PORT_BASE: u16 = 9001;
 const SECRET: &str = "dev-secret";
 const DB: &str = "data/dev.db";
+/// The agent's push listener.
+const AGENT_ADDR: &str = "127.0.0.1:8101";
+/// Push targets on the agent: (name, token, style). Dev-only tokens, printed on start.
+const PUSH: [(&str, &str, &str); 2] = [
+    ("backup", "dev-backup-token-0123456789", "ping"),
+    ("queue", "dev-queue-token-0123456789", "kuma"),
+];
+/// Seconds between the simulated jobs' pings; the targets' period and grace are 3×.
+const JOB_INTERVAL_S: u32 = 5;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -105,12 +114,36 @@ fn agent_env() -> String {
         let port = usize::from(PORT_BASE) + i;
         env.push_str(&format!("SERVICE_URL_{name}=http://127.0.0.1:{port}/\n"));
     }
+    let period = 3 * JOB_INTERVAL_S;
+    for (name, token, _) in PUSH {
+        env.push_str(&format!(
+            "SERVICE_URL_{name}=push://\nSERVICE_TOKEN_{name}={token}\n\
+             SERVICE_PERIOD_{name}={period}\nSERVICE_GRACE_{name}={period}\n"
+        ));
+    }
+    env.push_str(&format!("AGENT_ADDR={AGENT_ADDR}\n"));
     env.push_str(&format!(
         "LOOP_INTERVAL_SECONDS=5\nSTATUS_CHANGE_THRESHOLD=2\nPING_URL=\n\
          HEARTBEAT_URL=http://{MOCK_ADDR}/worker/heartbeat\nSECRET_KEY={SECRET}\n\
          WEBHOOK_URL=http://{MOCK_ADDR}/sink/webhook\nSQLITE_DB_PATH={DB}\n"
     ));
     env
+}
+
+/// The URL a simulated job pings for push target `name`.
+fn push_url(token: &str, style: &str) -> String {
+    match style {
+        "kuma" => format!("http://{AGENT_ADDR}/api/push/{token}"),
+        _ => format!("http://{AGENT_ADDR}/ping/{token}"),
+    }
+}
+
+/// `MOCK_JOBS`: one simulated job per push target.
+fn mock_jobs() -> String {
+    PUSH.iter()
+        .map(|(name, token, style)| format!("{name}={}", push_url(token, style)))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A command with an empty environment apart from PATH, HOME and RUST_LOG, in its own
@@ -159,7 +192,9 @@ async fn start_all(
     mock.env("MOCK_SERVICES", SERVICES.join(","))
         .env("MOCK_PORT_BASE", PORT_BASE.to_string())
         .env("MOCK_ADDR", MOCK_ADDR)
-        .env("MOCK_SECRET_KEY", SECRET);
+        .env("MOCK_SECRET_KEY", SECRET)
+        .env("MOCK_JOBS", mock_jobs())
+        .env("MOCK_JOB_INTERVAL", JOB_INTERVAL_S.to_string());
     procs.push(spawn("heartbeat-mock", mock)?);
     wait_listening(MOCK_ADDR, &mut procs[0]).await?;
 
@@ -182,11 +217,21 @@ async fn start_all(
             usize::from(PORT_BASE) + i
         );
     }
+    println!("  agent push API   http://{AGENT_ADDR}/  (docs/push-api.md)");
+    for (name, token, style) in PUSH {
+        println!("  push {name:<11} {}", push_url(token, style));
+    }
     if dashboard {
         println!("  dashboard        http://{DASHBOARD_ADDR}/");
     }
     println!("  database         {DB}");
     println!("  agent config     {}", env_file.display());
+    println!(
+        "\n  The mock's jobs ping backup and queue every {JOB_INTERVAL_S} s; make one fail or fall\n  \
+         silent in the controller, or report a run yourself:\n    \
+         cargo run -p heartbeat-cli -- run {} -- sh -c 'echo hi'",
+        push_url(PUSH[0].1, PUSH[0].2)
+    );
     println!("\n  Ctrl-C stops everything.\n");
     Ok(())
 }

@@ -9,60 +9,21 @@
 //! `HEARTBEAT_REQUIRE_BROWSER=1` (CI), where their absence fails the test.
 //! `CHROMEDRIVER` and `CHROME` override the executables' paths.
 
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use heartbeat_core::{
     CheckResult, Connectivity, CycleRecord, HostMetrics, Status, TargetCheck, TargetRef,
 };
 use heartbeat_store::Store;
-use serde_json::{Value as Json, json};
+use heartbeat_testkit::browser::{Browser, js, wait_js};
+use heartbeat_testkit::{Proc, free_port, wait_port};
+use serde_json::json;
 
 const HOSTILE: &str = "<img src=x onerror=alert(1)>";
 const STEP_MS: i64 = 10_000;
-const WAIT: Duration = Duration::from_secs(20);
-
-/// Kills and reaps a child process when dropped (also on panic).
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn wait_port(port: u16, what: &str, child: &mut Child) {
-    let deadline = Instant::now() + WAIT;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(st)) = child.try_wait() {
-            panic!("{what} exited early: {st}");
-        }
-        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn which(env: &str, names: &[&str]) -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os(env) {
-        return Some(PathBuf::from(p));
-    }
-    let path = std::env::var_os("PATH")?;
-    names.iter().find_map(|n| {
-        std::env::split_paths(&path)
-            .map(|d| d.join(n))
-            .find(|p| p.is_file())
-    })
-}
 
 fn now_ms() -> i64 {
     let d = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
@@ -138,33 +99,6 @@ fn cycle(ts_ms: i64, i: usize, last: bool, flaky_status: Status) -> CycleRecord 
     }
 }
 
-fn truthy(v: &Json) -> bool {
-    !matches!(v, Json::Null | Json::Bool(false))
-        && v.as_str() != Some("")
-        && v.as_f64() != Some(0.0)
-}
-
-/// Polls `script` (a function body that `return`s) until its value is truthy.
-async fn wait_js(c: &Client, what: &str, script: &str) -> Json {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let last = match c.execute(script, vec![]).await {
-            Ok(v) if truthy(&v) => return v,
-            Ok(v) => v,
-            Err(e) => json!(format!("error: {e}")),
-        };
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; last value: {last}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn js(c: &Client, script: &str) -> Json {
-    c.execute(script, vec![]).await.expect("script")
-}
-
 async fn screenshot(c: &Client, dir: &Path, name: &str) {
     let png = c.screenshot().await.expect("screenshot");
     std::fs::write(dir.join(name), png).expect("write screenshot");
@@ -172,16 +106,8 @@ async fn screenshot(c: &Client, dir: &Path, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_in_a_real_browser() {
-    let required = std::env::var("HEARTBEAT_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
-    let skip = |reason: &str| {
-        assert!(!required, "HEARTBEAT_REQUIRE_BROWSER=1 but {reason}");
-        println!("skipping: {reason}");
-    };
-    let Some(driver) = which("CHROMEDRIVER", &["chromedriver"]) else {
-        return skip("chromedriver not found (apt-get install chromium chromium-driver)");
-    };
-    let Some(chrome) = which("CHROME", &["chromium", "chromium-browser", "google-chrome"]) else {
-        return skip("chromium not found (apt-get install chromium chromium-driver)");
+    let Some(browser) = Browser::start().await else {
+        return;
     };
 
     // The database exists (schema only) before the dashboard starts: it must say "waiting".
@@ -200,47 +126,13 @@ async fn dashboard_in_a_real_browser() {
     wait_port(port, "heartbeat-dashboard", &mut child);
     let _dashboard = Proc(child);
 
-    let dport = free_port();
-    let mut dchild = Command::new(&driver)
-        .arg(format!("--port={dport}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start chromedriver");
-    wait_port(dport, "chromedriver", &mut dchild);
-    let _driver = Proc(dchild);
-
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": chrome,
-            "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     "--window-size=1280,800", "--lang=en-US", "--hide-scrollbars"],
-            "prefs": {"intl.accept_languages": "en-US,en"},
-        }),
-    );
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    let c = ClientBuilder::new(connector)
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{dport}"))
-        .await
-        .expect("WebDriver session");
-
     let base = format!("http://127.0.0.1:{port}/");
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
     std::fs::create_dir_all(&shots).expect("screenshot dir");
 
-    // Run the checks in a task so the browser session is closed even when one fails.
-    let run = {
-        let c = c.clone();
-        tokio::spawn(async move { checks(&c, &base, &shots, &mut store).await })
-    };
-    let outcome = run.await;
-    let _ = c.close().await;
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
+    browser
+        .run(move |c| async move { checks(&c, &base, &shots, &mut store).await })
+        .await;
 }
 
 async fn checks(c: &Client, base: &str, shots: &Path, store: &mut Store) {

@@ -11,6 +11,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde_json::{Value, json};
 
+use crate::jobs::{JOB_MODES, JobMode, JobSpec};
 use crate::mode::{Fields, Mode, SinkMode, WORKER_MODES, WorkerMode};
 use crate::scenario::parse_scenario;
 use crate::state::{ApiError, InboxItem, Mock, now_ms};
@@ -33,6 +34,9 @@ pub fn app(mock: Arc<Mock>) -> Router {
             get(get_service).delete(delete_service),
         )
         .route("/api/services/{name}/mode", put(set_mode))
+        .route("/api/jobs", get(list_jobs).post(create_job))
+        .route("/api/jobs/{name}", get(get_job).delete(delete_job))
+        .route("/api/jobs/{name}/mode", put(set_job_mode))
         .route("/api/log", get(log))
         .route("/api/alerts", get(alerts).delete(clear_alerts))
         .route("/api/heartbeats", get(heartbeats).delete(clear_heartbeats))
@@ -69,6 +73,7 @@ fn ok(value: impl serde::Serialize) -> ApiResult {
 async fn state(State(mock): State<AppState>) -> ApiResult {
     ok(json!({
         "services": mock.services(),
+        "jobs": mock.jobs(),
         "worker_mode": mock.worker_mode(),
         "sink_mode": mock.sink_mode(),
         "scenario": mock.scenario(),
@@ -117,6 +122,53 @@ async fn set_mode(
     let value = json_body(&body)?;
     let mode = Mode::from_json(&value, "")?;
     ok(mock.set_mode(&name, mode, "api")?)
+}
+
+async fn list_jobs(State(mock): State<AppState>) -> ApiResult {
+    ok(mock.jobs())
+}
+
+async fn get_job(State(mock): State<AppState>, Path(name): Path<String>) -> ApiResult {
+    mock.job(&name).map_or_else(
+        || {
+            Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no job named {name:?}"),
+            ))
+        },
+        ok,
+    )
+}
+
+async fn create_job(State(mock): State<AppState>, body: Bytes) -> ApiResult {
+    let value = json_body(&body)?;
+    let spec = JobSpec::from_json(&object(&value)?)?;
+    let view = mock.create_job(spec)?;
+    Ok((StatusCode::CREATED, axum::Json(view)).into_response())
+}
+
+async fn delete_job(State(mock): State<AppState>, Path(name): Path<String>) -> ApiResult {
+    mock.delete_job(&name)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn set_job_mode(
+    State(mock): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let value = json_body(&body)?;
+    let f = object(&value)?;
+    let s = f
+        .string("mode")?
+        .ok_or_else(|| f.err("mode", format!("required, one of {JOB_MODES}")))?;
+    let mode = JobMode::parse(&s).ok_or_else(|| {
+        f.err(
+            "mode",
+            format!("unknown mode {s:?}; expected one of {JOB_MODES}"),
+        )
+    })?;
+    ok(mock.set_job_mode(&name, mode, "api")?)
 }
 
 fn query_u64(q: &HashMap<String, String>, key: &str) -> Result<Option<u64>, ApiError> {

@@ -4,12 +4,14 @@
 //!   (healthy, HTTP error, timeout, down, slow, jitter, flapping, reset, slow body).
 //! * The agent's dead-man heartbeat receiver (`POST /worker/heartbeat`).
 //! * A webhook sink for alerts (`POST /sink/{channel}`).
+//! * Simulated push clients: jobs pinging an agent's push URL on a schedule.
 //! * Scripted scenarios (a timeline of mode changes).
 //! * A controller UI and JSON API on one address.
 //!
 //! Everything is in-process so tests start it with [`start`] on port 0.
 
 mod api;
+mod jobs;
 mod mode;
 mod scenario;
 mod service;
@@ -20,6 +22,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 pub use api::app;
+pub use jobs::{JobMode, JobSpec, JobStyle, JobView};
 pub use mode::{Mode, SinkMode, WorkerMode};
 pub use scenario::{Action, ScenarioStatus, Step, parse_scenario};
 pub use state::{ApiError, InboxItem, ServiceView};
@@ -40,6 +43,8 @@ pub struct MockConfig {
     pub secret_key: String,
     /// A scenario started at once, if any.
     pub scenario: Option<Vec<Step>>,
+    /// Push jobs started at once.
+    pub jobs: Vec<JobSpec>,
 }
 
 impl Default for MockConfig {
@@ -51,6 +56,7 @@ impl Default for MockConfig {
             port_base: 9001,
             secret_key: "dev-secret".to_owned(),
             scenario: None,
+            jobs: Vec::new(),
         }
     }
 }
@@ -65,6 +71,8 @@ pub enum MockError {
     },
     #[error("service {name}: {message}")]
     Service { name: String, message: String },
+    #[error("job {name}: {message}")]
+    Job { name: String, message: String },
     #[error("scenario: {0}")]
     Scenario(String),
     #[error("controller server failed: {0}")]
@@ -114,6 +122,13 @@ pub async fn start(config: MockConfig) -> Result<RunningMock, MockError> {
                 name: name.clone(),
                 message: e.message,
             })?;
+    }
+    for spec in config.jobs {
+        let name = spec.name.clone();
+        mock.create_job(spec).map_err(|e| MockError::Job {
+            name,
+            message: e.message,
+        })?;
     }
     if let Some(steps) = config.scenario {
         mock.load_scenario(steps)

@@ -34,6 +34,19 @@ struct Cli {
         hide_env_values = true
     )]
     secret_key: String,
+    /// Simulated push jobs to start, `name=<push URL>` comma-separated, e.g.
+    /// `backup=http://127.0.0.1:8101/ping/<token>` (a `/api/push/` URL is Kuma style).
+    #[arg(
+        long,
+        env = "MOCK_JOBS",
+        value_delimiter = ',',
+        default_value = "",
+        hide_env_values = true
+    )]
+    jobs: Vec<String>,
+    /// Seconds between runs of the jobs from MOCK_JOBS.
+    #[arg(long, env = "MOCK_JOB_INTERVAL", default_value_t = 10.0)]
+    job_interval: f64,
     /// A scenario (JSON file) to start at once.
     #[arg(long, env = "MOCK_SCENARIO")]
     scenario: Option<PathBuf>,
@@ -87,6 +100,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Some(steps)
         }
     };
+    let mut jobs = Vec::new();
+    for item in cli.jobs.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let (name, url) = item.split_once('=').ok_or_else(|| {
+            anyhow::anyhow!("MOCK_JOBS: expected name=<push URL>, got an item without '='")
+        })?;
+        let url = heartbeat_client::parse_url("url", url)
+            .map_err(|e| anyhow::anyhow!("MOCK_JOBS: job {}: {e}", name.trim()))?;
+        if !(cli.job_interval.is_finite() && (0.05..=86_400.0).contains(&cli.job_interval)) {
+            anyhow::bail!("MOCK_JOB_INTERVAL: expected seconds from 0.05 to 86400");
+        }
+        let mut spec = heartbeat_mock::JobSpec::new(name.trim(), url);
+        spec.interval_s = cli.job_interval;
+        jobs.push(spec);
+    }
     let config = MockConfig {
         addr: cli.addr,
         bind: cli.bind,
@@ -99,6 +126,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         port_base: cli.port_base,
         secret_key: cli.secret_key,
         scenario,
+        jobs,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

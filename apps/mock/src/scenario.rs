@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::jobs::{JOB_MODES, JobMode};
 use crate::mode::{Fields, Mode, SinkMode, WORKER_MODES, WorkerMode};
 use crate::state::{ApiError, Mock, now_ms};
 
@@ -19,6 +20,7 @@ pub enum Action {
     Service { service: String, mode: Mode },
     Worker { worker: WorkerMode },
     Sink { sink: SinkMode },
+    Job { job: String, mode: JobMode },
 }
 
 /// One step: at `at_s` seconds after the start, apply `action`.
@@ -35,6 +37,7 @@ impl Step {
             Action::Service { service, mode } => format!("{service} -> {}", mode.describe()),
             Action::Worker { worker } => format!("worker receiver -> {}", worker.as_str()),
             Action::Sink { sink } => format!("webhook sink -> {}", sink.as_str()),
+            Action::Job { job, mode } => format!("job {job} -> {}", mode.as_str()),
         }
     }
 }
@@ -68,6 +71,28 @@ pub fn parse_scenario(value: &Value) -> Result<Vec<Step>, ApiError> {
             .and_then(Value::as_f64)
             .filter(|t| t.is_finite() && *t >= 0.0 && *t <= MAX_AT_S)
             .ok_or_else(|| f.err("at_s", format!("required, seconds from 0 to {MAX_AT_S}")))?;
+        if let Some(job) = f.string("job")? {
+            if obj.contains_key("service") || obj.contains_key("worker") || obj.contains_key("sink")
+            {
+                return Err(ApiError::bad(format!(
+                    "{prefix}: needs exactly one of service+mode, worker, sink or job+mode"
+                )));
+            }
+            let m = f
+                .string("mode")?
+                .ok_or_else(|| f.err("mode", format!("required with job, one of {JOB_MODES}")))?;
+            let mode = JobMode::parse(&m).ok_or_else(|| {
+                f.err(
+                    "mode",
+                    format!("unknown job mode {m:?}; expected one of {JOB_MODES}"),
+                )
+            })?;
+            out.push(Step {
+                at_s,
+                action: Action::Job { job, mode },
+            });
+            continue;
+        }
         let service = f.string("service")?;
         let worker = f.string("worker")?;
         let sink = f.string("sink")?;
@@ -94,7 +119,7 @@ pub fn parse_scenario(value: &Value) -> Result<Vec<Step>, ApiError> {
             },
             _ => {
                 return Err(ApiError::bad(format!(
-                    "{prefix}: needs exactly one of service+mode, worker or sink"
+                    "{prefix}: needs exactly one of service+mode, worker, sink or job+mode"
                 )));
             }
         };
@@ -150,6 +175,13 @@ impl Mock {
                 {
                     return Err(ApiError::bad(format!(
                         "steps[{i}].service: no service named {service:?}"
+                    )));
+                }
+                if let Action::Job { job, .. } = &step.action
+                    && !inner.jobs.contains_key(job)
+                {
+                    return Err(ApiError::bad(format!(
+                        "steps[{i}].job: no job named {job:?}"
                     )));
                 }
             }
@@ -229,6 +261,11 @@ async fn run(mock: Arc<Mock>, steps: Vec<Step>, started: Instant, run_id: u64) {
             }
             Action::Worker { worker } => mock.set_worker_mode(*worker, &source),
             Action::Sink { sink } => mock.set_sink_mode(*sink, &source),
+            Action::Job { job, mode } => {
+                if let Err(e) = mock.set_job_mode(job, *mode, &source) {
+                    mock.log(&source, e.message);
+                }
+            }
         }
         let mut inner = mock.lock();
         if inner.scenario.run_id != run_id {

@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use crate::jobs::JobEntry;
 use crate::mode::{Mode, SinkMode, WorkerMode};
 use crate::scenario::ScenarioState;
 
@@ -95,6 +96,7 @@ pub(crate) struct ServiceEntry {
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub services: BTreeMap<String, ServiceEntry>,
+    pub jobs: BTreeMap<String, JobEntry>,
     log: VecDeque<LogLine>,
     next_seq: u64,
     pub alerts: VecDeque<InboxItem>,
@@ -141,6 +143,7 @@ impl Mock {
         Arc::new(Mock {
             inner: Mutex::new(Inner {
                 services: BTreeMap::new(),
+                jobs: BTreeMap::new(),
                 log: VecDeque::with_capacity(LOG_CAPACITY),
                 next_seq: 1,
                 alerts: VecDeque::new(),
@@ -235,6 +238,7 @@ impl Mock {
     pub fn shutdown(&self) {
         let mut inner = self.lock();
         inner.services.clear();
+        inner.jobs.clear();
         inner.scenario.stop();
     }
 

@@ -1,128 +1,41 @@
 //! The mock against the REAL agent binary: every status, a scenario end to end, the
 //! heartbeat receiver and the webhook sink.
 //!
-//! The agent binary is found as follows (a binary of another package has no
-//! `CARGO_BIN_EXE_*` here):
-//! 1. `HEARTBEAT_AGENT_BIN`, if set;
-//! 2. `heartbeat-agent` next to this test's own directory (`target/debug/`), which
-//!    `cargo test --workspace` builds, as the agent package has integration tests;
-//! 3. otherwise `cargo build -p heartbeat-agent` into `target/mock-tests/` (a separate
-//!    target directory, because the running `cargo test` holds the lock of its own).
+//! The agent binary is found by `heartbeat_testkit::agent_binary` (`HEARTBEAT_AGENT_BIN`,
+//! else `target/debug/heartbeat-agent`, else it is built).
 #![allow(clippy::unwrap_used)]
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::io::ErrorKind;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use heartbeat_core::Status;
 use heartbeat_store::{ReadStore, StoredCycle};
+use heartbeat_testkit::Agent;
 use serde_json::json;
 use support::{Api, SECRET, fresh_client, poll, start_mock};
 
-fn agent_binary() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("HEARTBEAT_AGENT_BIN") {
-            return PathBuf::from(p);
-        }
-        let exe = std::env::current_exe().unwrap();
-        // target/debug/deps/agent-xxxx -> target/debug
-        let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-        let beside = profile_dir.join("heartbeat-agent");
-        if beside.is_file() {
-            return beside;
-        }
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let target = profile_dir
-            .parent()
-            .map_or_else(|| root.join("target"), Path::to_path_buf)
-            .join("mock-tests");
-        let status = Command::new(env!("CARGO"))
-            .current_dir(&root)
-            .args(["build", "-p", "heartbeat-agent", "--target-dir"])
-            .arg(&target)
-            .status()
-            .unwrap();
-        assert!(status.success(), "cargo build -p heartbeat-agent failed");
-        target.join("debug/heartbeat-agent")
-    })
-}
-
-/// A running agent in its own tempdir, killed on drop.
-struct Agent {
-    child: Child,
-    db: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Agent {
-    fn start(vars: &[(&str, String)]) -> Agent {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("data/metrics.db");
-        let mut env: BTreeMap<String, String> = BTreeMap::from([
-            ("SQLITE_DB_PATH".into(), db.display().to_string()),
-            ("PING_URL".into(), String::new()),
-            (
-                "DOCKER_HOST".into(),
-                "unix:///nonexistent/docker.sock".into(),
-            ),
-            ("RUST_LOG".into(), "warn".into()),
-            // Parallel agents: an ephemeral push listener each, never the default 8101.
-            ("AGENT_ADDR".into(), "127.0.0.1:0".into()),
-        ]);
-        for (k, v) in vars {
-            env.insert((*k).into(), v.clone());
-        }
-        let child = Command::new(agent_binary())
-            .current_dir(dir.path())
-            .env_clear()
-            .envs(&env)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        Agent {
-            child,
-            db,
-            _dir: dir,
-        }
-    }
-
-    /// Cycles, oldest first, once `done` accepts them; panics at the deadline.
-    async fn wait_until(
-        &mut self,
-        what: &str,
-        deadline: Duration,
-        done: impl Fn(&[StoredCycle]) -> bool,
-    ) -> Vec<StoredCycle> {
-        let give_up = Instant::now() + deadline;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("agent exited early: {status}");
+/// Cycles, oldest first, once `done` accepts them; panics at the deadline.
+async fn wait_until(
+    agent: &mut Agent,
+    what: &str,
+    deadline: Duration,
+    done: impl Fn(&[StoredCycle]) -> bool,
+) -> Vec<StoredCycle> {
+    let give_up = Instant::now() + deadline;
+    loop {
+        agent.assert_running();
+        if let Ok(store) = ReadStore::open(&agent.db)
+            && let Ok(mut cycles) = store.cycles(10_000)
+        {
+            cycles.reverse();
+            if done(&cycles) {
+                return cycles;
             }
-            if let Ok(store) = ReadStore::open(&self.db)
-                && let Ok(mut cycles) = store.cycles(10_000)
-            {
-                cycles.reverse();
-                if done(&cycles) {
-                    return cycles;
-                }
-            }
-            assert!(Instant::now() < give_up, "{what}: not within {deadline:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await; // polling interval
         }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        assert!(Instant::now() < give_up, "{what}: not within {deadline:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await; // polling interval
     }
 }
 
@@ -167,9 +80,10 @@ async fn agent_records_every_status() {
         ("LOOP_INTERVAL_SECONDS", "1".into()),
         ("SERVICE_TIMEOUT_SECONDS", "0.5".into()),
     ]);
-    let cycles = agent
-        .wait_until("one cycle", Duration::from_secs(30), |c| !c.is_empty())
-        .await;
+    let cycles = wait_until(&mut agent, "one cycle", Duration::from_secs(30), |c| {
+        !c.is_empty()
+    })
+    .await;
     let cycle = &cycles[0];
     let check = |name: &str| {
         cycle
@@ -213,12 +127,16 @@ async fn scenario_takes_a_service_down_and_back_and_alerts_reach_the_sink() {
         ("STATUS_CHANGE_THRESHOLD", "1".into()),
         ("WEBHOOK_URL", format!("{}/sink/webhook", mock.url())),
     ]);
-    agent
-        .wait_until("a healthy cycle", Duration::from_secs(30), |c| {
+    wait_until(
+        &mut agent,
+        "a healthy cycle",
+        Duration::from_secs(30),
+        |c| {
             c.iter()
                 .any(|c| status_of(c, "svc") == Some(Status::Healthy))
-        })
-        .await;
+        },
+    )
+    .await;
 
     let (status, v) = api
         .send(
@@ -238,15 +156,19 @@ async fn scenario_takes_a_service_down_and_back_and_alerts_reach_the_sink() {
         "steps are sorted"
     );
 
-    agent
-        .wait_until("down, then healthy", Duration::from_secs(60), |cycles| {
+    wait_until(
+        &mut agent,
+        "down, then healthy",
+        Duration::from_secs(60),
+        |cycles| {
             let statuses: Vec<_> = cycles.iter().filter_map(|c| status_of(c, "svc")).collect();
             statuses
                 .iter()
                 .position(|s| *s == Status::Down)
                 .is_some_and(|i| statuses[i..].contains(&Status::Healthy))
-        })
-        .await;
+        },
+    )
+    .await;
 
     let v = poll("scenario finished", Duration::from_secs(10), || async {
         let (_, v) = api.send("GET", "/api/scenario", None).await;
@@ -347,13 +269,96 @@ async fn agent_stores_worker_status_500_in_critical_mode() {
         ("HEARTBEAT_URL", format!("{}/worker/heartbeat", mock.url())),
         ("SECRET_KEY", SECRET.into()),
     ]);
-    agent
-        .wait_until("worker_status 500", Duration::from_secs(30), |c| {
-            c.iter().any(|c| c.worker_status == Some(500))
-        })
-        .await;
+    wait_until(
+        &mut agent,
+        "worker_status 500",
+        Duration::from_secs(30),
+        |c| c.iter().any(|c| c.worker_status == Some(500)),
+    )
+    .await;
     let (_, inbox) = api.send("GET", "/api/heartbeats", None).await;
     let first = &inbox.as_array().unwrap()[0];
     assert_eq!(first["answered"], 500);
     assert_eq!(first["body"]["services"]["svc"]["status"], "healthy");
+}
+
+/// The statuses the agent recorded for `name`, oldest first.
+fn statuses(cycles: &[StoredCycle], name: &str) -> Vec<Status> {
+    cycles.iter().filter_map(|c| status_of(c, name)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_job_keeps_a_push_target_healthy_then_fails_and_falls_silent() {
+    const TOKEN: &str = "mock-job-token-0123456789";
+    let mut agent = Agent::start(&[
+        ("SERVICE_URL_backup", "push://".into()),
+        ("SERVICE_TOKEN_backup", TOKEN.into()),
+        ("SERVICE_PERIOD_backup", "1".into()),
+        ("SERVICE_GRACE_backup", "1".into()),
+        ("LOOP_INTERVAL_SECONDS", "0.3".into()),
+        ("SERVICE_TIMEOUT_SECONDS", "0.2".into()),
+        ("PUSH_RATE_LIMIT", "0".into()),
+    ]);
+    let mock = start_mock().await;
+    let api = Api::new(&mock);
+    let (status, v) = api
+        .send(
+            "POST",
+            "/api/jobs",
+            Some(
+                json!({"name": "backup", "url": format!("{}/ping/{TOKEN}", agent.base),
+                        "interval_s": 0.3, "run_ms": 50}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    wait_until(&mut agent, "healthy", Duration::from_secs(30), |c| {
+        let s = statuses(c, "backup");
+        s.len() >= 3 && s[s.len() - 3..].iter().all(|x| *x == Status::Healthy)
+    })
+    .await;
+
+    // fail: exit status 1 is an error with the job's message.
+    api.send(
+        "PUT",
+        "/api/jobs/backup/mode",
+        Some(json!({"mode": "fail"})),
+    )
+    .await;
+    let cycles = wait_until(&mut agent, "error", Duration::from_secs(30), |c| {
+        c.last().and_then(|c| status_of(c, "backup")) == Some(Status::Error)
+    })
+    .await;
+    let check = cycles
+        .last()
+        .and_then(|c| c.checks.iter().find(|k| k.target.name == "backup"))
+        .unwrap();
+    let msg = check.result.error_message.clone().unwrap_or_default();
+    assert!(msg.contains("exit status 1"), "{msg}");
+
+    // silent: late, then down once period + grace have passed.
+    api.send(
+        "PUT",
+        "/api/jobs/backup/mode",
+        Some(json!({"mode": "silent"})),
+    )
+    .await;
+    wait_until(&mut agent, "down", Duration::from_secs(30), |c| {
+        c.last().and_then(|c| status_of(c, "backup")) == Some(Status::Down)
+    })
+    .await;
+
+    // ok again: healthy again.
+    api.send("PUT", "/api/jobs/backup/mode", Some(json!({"mode": "ok"})))
+        .await;
+    wait_until(&mut agent, "healthy again", Duration::from_secs(30), |c| {
+        c.last().and_then(|c| status_of(c, "backup")) == Some(Status::Healthy)
+    })
+    .await;
+    let v = poll("job counters", Duration::from_secs(5), || async {
+        let (_, v) = api.send("GET", "/api/jobs/backup", None).await;
+        (v["runs"].as_u64() > Some(3)).then_some(v)
+    })
+    .await;
+    assert_eq!(v["errors"], 0, "every ping was acknowledged: {v}");
 }

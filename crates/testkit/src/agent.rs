@@ -1,0 +1,66 @@
+//! The real agent binary, started in its own temporary directory with a chosen
+//! environment, its push listener on a free loopback port.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use crate::{Proc, agent_binary, free_port, wait_port};
+
+/// A running `heartbeat-agent`; killed when dropped.
+#[derive(Debug)]
+pub struct Agent {
+    proc: Proc,
+    /// Its database (`SQLITE_DB_PATH`).
+    pub db: PathBuf,
+    /// Its push listener, `http://127.0.0.1:<port>`, no trailing slash.
+    pub base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Agent {
+    /// Starts the agent with `vars` on top of a test baseline (temporary database, no
+    /// connectivity check, no Docker, `RUST_LOG=warn`, `AGENT_ADDR` on a free port) and
+    /// waits until the push listener accepts connections. Nothing else of the test's
+    /// environment reaches it.
+    pub fn start(vars: &[(&str, String)]) -> Agent {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("data/metrics.db");
+        let port = free_port();
+        let mut env: BTreeMap<String, String> = BTreeMap::from([
+            ("SQLITE_DB_PATH".into(), db.display().to_string()),
+            ("PING_URL".into(), String::new()),
+            (
+                "DOCKER_HOST".into(),
+                "unix:///nonexistent/docker.sock".into(),
+            ),
+            ("RUST_LOG".into(), "warn".into()),
+            ("AGENT_ADDR".into(), format!("127.0.0.1:{port}")),
+        ]);
+        for (k, v) in vars {
+            env.insert((*k).into(), v.clone());
+        }
+        let mut child = Command::new(agent_binary())
+            .current_dir(dir.path())
+            .env_clear()
+            .envs(&env)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start heartbeat-agent");
+        wait_port(port, "heartbeat-agent's push listener", &mut child);
+        Agent {
+            proc: Proc(child),
+            db,
+            base: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        }
+    }
+
+    /// Panics if the agent has exited.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.proc.0.try_wait() {
+            panic!("heartbeat-agent exited: {status}");
+        }
+    }
+}

@@ -385,20 +385,11 @@ async fn checks(c: &Client, base: &str, shots: &Path, store: &mut Store) {
 }
 
 /// The detail view's incident table: a closed maintenance incident (tagged "Maintenance")
-/// and an ongoing outage (tagged "Ongoing"), with hostile error texts shown as text. Kept in
-/// its own test so the browser start-up here can move to a shared helper independently.
+/// and an ongoing outage (tagged "Ongoing"), with hostile error texts shown as text.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn detail_view_shows_incidents_and_maintenance() {
-    let required = std::env::var("HEARTBEAT_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
-    let skip = |reason: &str| {
-        assert!(!required, "HEARTBEAT_REQUIRE_BROWSER=1 but {reason}");
-        println!("skipping: {reason}");
-    };
-    let Some(driver) = which("CHROMEDRIVER", &["chromedriver"]) else {
-        return skip("chromedriver not found (apt-get install chromium chromium-driver)");
-    };
-    let Some(chrome) = which("CHROME", &["chromium", "chromium-browser", "google-chrome"]) else {
-        return skip("chromium not found (apt-get install chromium chromium-driver)");
+    let Some(browser) = Browser::start().await else {
+        return;
     };
 
     // Ten minutes of cycles; `db` is down throughout. Incidents of `db`, all within the
@@ -450,46 +441,16 @@ async fn detail_view_shows_incidents_and_maintenance() {
         .expect("start heartbeat-dashboard");
     wait_port(port, "heartbeat-dashboard", &mut child);
     let _dashboard = Proc(child);
-    let dport = free_port();
-    let mut dchild = Command::new(&driver)
-        .arg(format!("--port={dport}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start chromedriver");
-    wait_port(dport, "chromedriver", &mut dchild);
-    let _driver = Proc(dchild);
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": chrome,
-            "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     "--window-size=1280,900", "--lang=en-US", "--hide-scrollbars"],
-            "prefs": {"intl.accept_languages": "en-US,en"},
-        }),
-    );
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    let c = ClientBuilder::new(connector)
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{dport}"))
-        .await
-        .expect("WebDriver session");
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
     std::fs::create_dir_all(&shots).expect("screenshot dir");
     let url = format!("http://127.0.0.1:{port}/#/service/db");
-    let run = {
-        let c = c.clone();
-        tokio::spawn(async move {
+    browser
+        .run(move |c| async move {
+            c.set_window_size(1280, 900).await.expect("window size");
             c.goto(&url).await.expect("open detail view");
             incident_checks(&c, &shots).await;
         })
-    };
-    let outcome = run.await;
-    let _ = c.close().await;
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
+        .await;
 }
 
 async fn incident_checks(c: &Client, shots: &Path) {

@@ -926,3 +926,35 @@ fn tokens_never_reach_the_database_file_or_the_logs() {
         assert!(!log.contains(secret), "a token is in the log");
     }
 }
+
+#[test]
+fn sigterm_ends_the_agent_while_a_client_is_stuck_mid_request() {
+    use std::io::Write;
+    let mut agent = PushAgent::start(&[]);
+    // A request whose body never finishes: its connection task keeps a sender of the ping
+    // queue alive, which must not keep the writer (and so the process) waiting.
+    let addr = agent.base.trim_start_matches("http://").to_owned();
+    let mut stuck = std::net::TcpStream::connect(&addr).unwrap();
+    stuck
+        .write_all(
+            format!(
+                "POST /ping/{TOKEN} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 100\r\n\r\nhalf a body"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    Command::new("kill")
+        .args(["-TERM", &agent.child.id().to_string()])
+        .status()
+        .unwrap();
+    let give_up = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = agent.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < give_up, "the agent waited for the stuck client");
+        std::thread::sleep(Duration::from_millis(10)); // polling interval
+    };
+    assert!(status.success(), "{status}: {}", agent.log_text());
+    drop(stuck);
+}

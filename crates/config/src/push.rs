@@ -95,7 +95,9 @@ impl PushConfig {
             },
         };
         let auto_remove_after = p.span("PUSH_AUTO_REMOVE_AFTER").flatten();
-        let derive_key = admin_token.clone().or_else(|| p.secret("SECRET_KEY"));
+        // Never SECRET_KEY: it is sent to HEARTBEAT_URL every cycle, so its receiver could
+        // compute every derived token and fake success pings.
+        let derive_key = admin_token.clone();
         PushConfig {
             addr,
             admin_token,
@@ -155,8 +157,13 @@ pub fn parse_schedule(raw: &str) -> Result<jiff_cron::Schedule, String> {
             ));
         }
     };
-    jiff_cron::Schedule::from_str(&expr)
-        .map_err(|e| format!("not a valid cron expression {raw:?}: {e}"))
+    let schedule = jiff_cron::Schedule::from_str(&expr)
+        .map_err(|e| format!("not a valid cron expression {raw:?}: {e}"))?;
+    // A schedule with no next time (e.g. 30 February) would keep its target healthy forever.
+    if schedule.upcoming(jiff::tz::TimeZone::UTC).next().is_none() {
+        return Err(format!("the cron expression {raw:?} never fires"));
+    }
+    Ok(schedule)
 }
 
 const DAY_NAMES: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
@@ -168,8 +175,9 @@ fn unix_weekdays(field: &str) -> Result<String, String> {
         if let Some(i) = DAY_NAMES.iter().position(|d| d.eq_ignore_ascii_case(s)) {
             return Ok(i);
         }
+        // 7 stays 7 here (the end of a range such as 0-7); bits are set modulo 7 below.
         match s.parse::<usize>() {
-            Ok(n) if n <= 7 => Ok(n % 7),
+            Ok(n) if n <= 7 => Ok(n),
             _ => Err(format!(
                 "weekday {s:?} is not 0-7 or SUN-SAT (0 and 7 are Sunday)"
             )),
@@ -275,7 +283,7 @@ pub(crate) fn target(
             None => {
                 errors.push(ConfigError::new(
                     var,
-                    "a push target needs a token: set it, or set ADMIN_TOKEN (or SECRET_KEY) to derive one",
+                    "a push target needs a token: set it, or set ADMIN_TOKEN to derive one",
                 ));
                 (Secret::default(), false)
             }

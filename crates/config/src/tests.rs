@@ -439,3 +439,39 @@ fn two_push_targets_cannot_share_a_token() {
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0].variable, "SERVICE_TOKEN_b");
 }
+
+#[test]
+fn secret_key_never_derives_push_tokens() {
+    // SECRET_KEY goes to HEARTBEAT_URL every cycle; its receiver must not be able to
+    // compute push tokens from it.
+    let errors = errors_of(&[
+        ("SECRET_KEY", "s3cr3t-0123456789"),
+        ("HEARTBEAT_URL", "http://worker.example/heartbeat"),
+        ("SERVICE_URL_backup", "push://"),
+    ]);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].variable, "SERVICE_TOKEN_backup");
+    assert!(errors[0].message.contains("ADMIN_TOKEN"), "{}", errors[0].message);
+}
+
+#[test]
+fn cron_weekdays_follow_crontab_and_a_schedule_must_fire() {
+    use jiff::Timestamp;
+    let next_after = |expr: &str, at: &str| -> String {
+        let s = push::parse_schedule(expr).unwrap();
+        let at = at.parse::<Timestamp>().unwrap().to_zoned(TimeZone::UTC);
+        s.after(at).next().unwrap().to_string()
+    };
+    // 2026-12-01 is a Tuesday: with every weekday allowed, 0-7 fires the next day.
+    assert!(next_after("0 3 * * 0-7", "2026-12-01T04:00:00Z").starts_with("2026-12-02T03:00:00"));
+    // 1 is Monday, 7 and 0 are Sunday.
+    assert!(next_after("0 3 * * 1", "2026-12-01T04:00:00Z").starts_with("2026-12-07T03:00:00"));
+    assert!(next_after("0 3 * * 7", "2026-12-01T04:00:00Z").starts_with("2026-12-06T03:00:00"));
+    let errors = errors_of(&[
+        ("ADMIN_TOKEN", "admin-token-0123456789"),
+        ("SERVICE_URL_never", "push://"),
+        ("SERVICE_SCHEDULE_never", "0 0 30 2 *"),
+    ]);
+    assert_eq!(errors[0].variable, "SERVICE_SCHEDULE_never");
+    assert!(errors[0].message.contains("never fires"), "{}", errors[0].message);
+}

@@ -66,7 +66,7 @@ pub const VARIABLES: &[Variable] = &[
     var(
         "SERVICE_TOKEN_<name>",
         "derived",
-        "push:// targets: the secret token in /ping/<token> (16-128 of A-Z a-z 0-9 - _). Unset: derived from ADMIN_TOKEN (or SECRET_KEY) and the name; check-config shows it.",
+        "push:// targets: the secret token in /ping/<token> (16-128 of A-Z a-z 0-9 - _). Unset: derived from ADMIN_TOKEN and the name (changing ADMIN_TOKEN changes it); check-config shows it.",
     ),
     var(
         "AGENT_ADDR",

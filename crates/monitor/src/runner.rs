@@ -231,7 +231,13 @@ enum Work {
     Push(PushJob),
 }
 
-/// The next piece of work, cycle commands first; `None` once both queues are closed and empty.
+/// The next piece of work, cycle commands first; `None` at shutdown once the queued pings
+/// are written.
+///
+/// Shutdown is the command queue closing. Connections the listener still serves keep
+/// senders of the ping queue alive, so waiting for that queue to close could block for as
+/// long as a slow client likes: it is closed here instead (later sends get 503) and only
+/// what was already queued is written and acknowledged.
 fn next_work(
     ctx: &WriterContext,
     rx: &mut mpsc::Receiver<WriterCommand>,
@@ -240,9 +246,14 @@ fn next_work(
     ctx.runtime.block_on(async {
         tokio::select! {
             biased;
-            Some(c) = rx.recv() => Some(Work::Command(c)),
+            command = rx.recv() => match command {
+                Some(c) => Some(Work::Command(c)),
+                None => {
+                    push_rx.close();
+                    push_rx.recv().await.map(Work::Push)
+                }
+            },
             Some(j) = push_rx.recv() => Some(Work::Push(j)),
-            else => None,
         }
     })
 }

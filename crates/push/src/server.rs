@@ -113,14 +113,26 @@ fn kept_body(body: &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(&body[..end]).into_owned())
 }
 
-/// First non-empty line of a body, shortened, for a check message.
+/// Characters of a sender's message kept for the check: it is copied into every cycle's
+/// check row and into alerts, so one huge message must not multiply into gigabytes.
+const MESSAGE_KEPT: usize = 200;
+
+/// First non-empty line of a body, for a check message.
 fn first_line(body: Option<&str>) -> Option<String> {
     let line = body?.lines().map(str::trim).find(|l| !l.is_empty())?;
-    let mut s: String = line.chars().take(200).collect();
-    if line.chars().count() > 200 {
-        s.push('…');
+    Some(line.to_owned())
+}
+
+/// `text` cut to `max` characters, marked with an ellipsis when cut.
+fn shorten(text: String, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => {
+            let mut s = text[..cut].to_owned();
+            s.push('…');
+            s
+        }
+        None => text,
     }
-    Some(s)
 }
 
 fn with_detail(prefix: &str, detail: Option<&str>) -> String {
@@ -181,7 +193,7 @@ async fn submit(s: &PushState, service_id: String, p: Ping) -> Result<i64, ApiEr
         rid: p.rid,
         source: p.source.to_owned(),
         duration_ms,
-        message: p.message,
+        message: p.message.map(|m| shorten(m, MESSAGE_KEPT)),
         body: p.body,
     };
     commit(s, PushOp::Event(event.clone())).await?;
@@ -841,7 +853,10 @@ fn find_task(s: &PushState, id: &str, task_id: &str) -> Result<PushTask, ApiErro
 }
 
 /// Stores the task, then the sign of life it implies, and answers with the task.
-async fn save_task(s: &PushState, task: PushTask, failed: bool) -> Result<Value, ApiError> {
+async fn save_task(s: &PushState, mut task: PushTask, failed: bool) -> Result<Value, ApiError> {
+    // Kept in memory and shown; a sender cannot make them unbounded.
+    task.message = task.message.map(|m| shorten(m, BODY_KEPT));
+    task.description = task.description.map(|d| shorten(d, BODY_KEPT));
     commit(s, PushOp::Task(task.clone())).await?;
     s.registry.record_task(&task);
     let ping = Ping {
@@ -1042,4 +1057,18 @@ async fn fail_task(
         finish(&s, &headers, &id, &task_id, b, true).await
     };
     json_answer(run.await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shorten_cuts_at_a_character_boundary_and_marks_the_cut() {
+        assert_eq!(shorten("short".into(), 10), "short");
+        assert_eq!(shorten("exactly".into(), 7), "exactly");
+        assert_eq!(shorten("ดิสก์เต็มแล้ว".into(), 4), "ดิสก…");
+        let huge = "x".repeat(1 << 20);
+        assert_eq!(shorten(huge, MESSAGE_KEPT).chars().count(), MESSAGE_KEPT + 1);
+    }
 }

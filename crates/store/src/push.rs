@@ -458,14 +458,22 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // A target's newest sign of life and newest start are kept however old: a monthly
+        // job's last success is what a restart rebuilds its state from (logs go by age).
         let events = tx.execute(
             "DELETE FROM push_events WHERE id IN \
-             (SELECT id FROM push_events WHERE ts_ms < ?1 ORDER BY ts_ms LIMIT ?2)",
+             (SELECT e.id FROM push_events e WHERE e.ts_ms < ?1 \
+                AND (e.kind = 3 OR EXISTS (SELECT 1 FROM push_events n \
+                     WHERE n.push_target_id = e.push_target_id AND n.ts_ms >= e.ts_ms \
+                       AND n.id > e.id AND n.kind != 3 AND (n.kind = 1) = (e.kind = 1))) \
+              ORDER BY e.ts_ms LIMIT ?2)",
             params![before_ms, limit],
         )?;
+        // Only finished tasks go; a running one stays whatever its age.
         let tasks = tx.execute(
             "DELETE FROM push_tasks WHERE id IN \
-             (SELECT id FROM push_tasks WHERE updated_at_ms < ?1 ORDER BY updated_at_ms LIMIT ?2)",
+             (SELECT id FROM push_tasks WHERE updated_at_ms < ?1 \
+                AND status IN ('completed', 'failed') ORDER BY updated_at_ms LIMIT ?2)",
             params![before_ms, limit],
         )?;
         tx.commit()?;

@@ -165,3 +165,59 @@ fn deleting_a_target_takes_its_events_and_tasks_and_pruning_is_bounded() {
     assert!(store.push_latest_task("w").unwrap().is_none());
     assert!(store.integrity_check().unwrap());
 }
+
+#[test]
+fn pruning_keeps_a_slow_jobs_last_success_and_start_and_running_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("m.db")).unwrap();
+    store
+        .push_apply(&[PushOp::Register(def("monthly", PushSource::Api, 7, 0))])
+        .unwrap();
+    let task = |id: &str, status: &str| {
+        PushOp::Task(PushTask {
+            task_id: id.into(),
+            service_id: "id-monthly".into(),
+            task_name: id.into(),
+            description: None,
+            total_steps: 4,
+            current_step: 1,
+            status: status.into(),
+            message: None,
+            metadata: None,
+            started_at_ms: 100,
+            updated_at_ms: 100,
+            completed_at_ms: None,
+        })
+    };
+    let ops = [
+        PushOp::Event(event("id-monthly", 1_000, PushEventKind::Start)),
+        PushOp::Event(event("id-monthly", 2_000, PushEventKind::Log)),
+        PushOp::Event(event("id-monthly", 3_000, PushEventKind::Success)),
+        task("running", "running"),
+        task("done", "completed"),
+    ];
+    assert!(store.push_apply(&ops).unwrap().iter().all(Result::is_ok));
+    // Everything is older than the retention: only the log and the finished task go.
+    while store.push_prune(1_000_000, 100).unwrap() {}
+    let kinds = |store: &Store| -> Vec<PushEventKind> {
+        let mut k: Vec<_> = store
+            .push_events("id-monthly", 50)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        k.reverse();
+        k
+    };
+    assert_eq!(kinds(&store), [PushEventKind::Start, PushEventKind::Success]);
+    let loaded = store.push_targets().unwrap();
+    assert_eq!(loaded[0].last_life.as_ref().unwrap().ts_ms, 3_000);
+    assert_eq!(store.push_latest_task("monthly").unwrap().unwrap().task_id, "running");
+
+    // A newer success makes the old one prunable; the start stays (newest of its kind).
+    store
+        .push_apply(&[PushOp::Event(event("id-monthly", 2_000_000, PushEventKind::Fail))])
+        .unwrap();
+    while store.push_prune(1_000_000, 100).unwrap() {}
+    assert_eq!(kinds(&store), [PushEventKind::Start, PushEventKind::Fail]);
+}

@@ -952,7 +952,10 @@ fn sigterm_ends_the_agent_while_a_client_is_stuck_mid_request() {
         if let Some(s) = agent.child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < give_up, "the agent waited for the stuck client");
+        assert!(
+            Instant::now() < give_up,
+            "the agent waited for the stuck client"
+        );
         std::thread::sleep(Duration::from_millis(10)); // polling interval
     };
     assert!(status.success(), "{status}: {}", agent.log_text());

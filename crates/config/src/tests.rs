@@ -451,7 +451,11 @@ fn secret_key_never_derives_push_tokens() {
     ]);
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0].variable, "SERVICE_TOKEN_backup");
-    assert!(errors[0].message.contains("ADMIN_TOKEN"), "{}", errors[0].message);
+    assert!(
+        errors[0].message.contains("ADMIN_TOKEN"),
+        "{}",
+        errors[0].message
+    );
 }
 
 #[test]
@@ -473,5 +477,9 @@ fn cron_weekdays_follow_crontab_and_a_schedule_must_fire() {
         ("SERVICE_SCHEDULE_never", "0 0 30 2 *"),
     ]);
     assert_eq!(errors[0].variable, "SERVICE_SCHEDULE_never");
-    assert!(errors[0].message.contains("never fires"), "{}", errors[0].message);
+    assert!(
+        errors[0].message.contains("never fires"),
+        "{}",
+        errors[0].message
+    );
 }

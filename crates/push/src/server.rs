@@ -1069,6 +1069,9 @@ mod tests {
         assert_eq!(shorten("exactly".into(), 7), "exactly");
         assert_eq!(shorten("ดิสก์เต็มแล้ว".into(), 4), "ดิสก…");
         let huge = "x".repeat(1 << 20);
-        assert_eq!(shorten(huge, MESSAGE_KEPT).chars().count(), MESSAGE_KEPT + 1);
+        assert_eq!(
+            shorten(huge, MESSAGE_KEPT).chars().count(),
+            MESSAGE_KEPT + 1
+        );
     }
 }

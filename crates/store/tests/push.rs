@@ -209,14 +209,24 @@ fn pruning_keeps_a_slow_jobs_last_success_and_start_and_running_tasks() {
         k.reverse();
         k
     };
-    assert_eq!(kinds(&store), [PushEventKind::Start, PushEventKind::Success]);
+    assert_eq!(
+        kinds(&store),
+        [PushEventKind::Start, PushEventKind::Success]
+    );
     let loaded = store.push_targets().unwrap();
     assert_eq!(loaded[0].last_life.as_ref().unwrap().ts_ms, 3_000);
-    assert_eq!(store.push_latest_task("monthly").unwrap().unwrap().task_id, "running");
+    assert_eq!(
+        store.push_latest_task("monthly").unwrap().unwrap().task_id,
+        "running"
+    );
 
     // A newer success makes the old one prunable; the start stays (newest of its kind).
     store
-        .push_apply(&[PushOp::Event(event("id-monthly", 2_000_000, PushEventKind::Fail))])
+        .push_apply(&[PushOp::Event(event(
+            "id-monthly",
+            2_000_000,
+            PushEventKind::Fail,
+        ))])
         .unwrap();
     while store.push_prune(1_000_000, 100).unwrap() {}
     assert_eq!(kinds(&store), [PushEventKind::Start, PushEventKind::Fail]);

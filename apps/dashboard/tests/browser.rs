@@ -99,6 +99,20 @@ fn cycle(ts_ms: i64, i: usize, last: bool, flaky_status: Status) -> CycleRecord 
     }
 }
 
+/// The real dashboard binary on a free port over `db`, once it listens.
+fn start_dashboard(db: &Path) -> (u16, Proc) {
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_heartbeat-dashboard"))
+        .env("DASHBOARD_ADDR", format!("127.0.0.1:{port}"))
+        .env("SQLITE_DB_PATH", db)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start heartbeat-dashboard");
+    wait_port(port, "heartbeat-dashboard", &mut child);
+    (port, Proc(child))
+}
+
 async fn screenshot(c: &Client, dir: &Path, name: &str) {
     let png = c.screenshot().await.expect("screenshot");
     std::fs::write(dir.join(name), png).expect("write screenshot");
@@ -115,16 +129,7 @@ async fn dashboard_in_a_real_browser() {
     let db = tmp.path().join("metrics.db");
     let mut store = Store::open(&db).expect("open store");
 
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_heartbeat-dashboard"))
-        .env("DASHBOARD_ADDR", format!("127.0.0.1:{port}"))
-        .env("SQLITE_DB_PATH", &db)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start heartbeat-dashboard");
-    wait_port(port, "heartbeat-dashboard", &mut child);
-    let _dashboard = Proc(child);
+    let (port, _dashboard) = start_dashboard(&db);
 
     let base = format!("http://127.0.0.1:{port}/");
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
@@ -431,16 +436,7 @@ async fn detail_view_shows_incidents_and_maintenance() {
     }
     drop(store);
 
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_heartbeat-dashboard"))
-        .env("DASHBOARD_ADDR", format!("127.0.0.1:{port}"))
-        .env("SQLITE_DB_PATH", &db)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start heartbeat-dashboard");
-    wait_port(port, "heartbeat-dashboard", &mut child);
-    let _dashboard = Proc(child);
+    let (port, _dashboard) = start_dashboard(&db);
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
     std::fs::create_dir_all(&shots).expect("screenshot dir");
     let url = format!("http://127.0.0.1:{port}/#/service/db");

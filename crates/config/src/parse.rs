@@ -344,14 +344,7 @@ pub(crate) fn targets(
             ));
             continue;
         }
-        let option = |prefix: &str| {
-            let var = format!("{prefix}{name}");
-            let value = env
-                .get(&var)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty());
-            (var, value)
-        };
+        let option = |prefix: &str| target_option(env, prefix, name);
         let mut fail = |var: &str, msg: String| errors.push(ConfigError::new(var, msg));
 
         let timeout = match option("SERVICE_TIMEOUT_SECONDS_") {
@@ -468,4 +461,18 @@ pub(crate) fn targets(
         }
     }
     targets
+}
+
+/// The per-target variable `<prefix><name>` and its trimmed value, `None` when unset or blank.
+pub(crate) fn target_option(
+    env: &BTreeMap<String, String>,
+    prefix: &str,
+    name: &str,
+) -> (String, Option<String>) {
+    let var = format!("{prefix}{name}");
+    let value = env
+        .get(&var)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty());
+    (var, value)
 }

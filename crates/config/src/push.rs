@@ -239,14 +239,7 @@ pub(crate) fn target(
     derive_key: Option<&Secret>,
     errors: &mut Vec<ConfigError>,
 ) -> PushTarget {
-    let option = |prefix: &str| {
-        let var = format!("{prefix}{name}");
-        let value = env
-            .get(&var)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty());
-        (var, value)
-    };
+    let option = |prefix: &str| crate::parse::target_option(env, prefix, name);
     let mut span = |prefix: &str, default: Duration| match option(prefix) {
         (var, Some(v)) => parse_push_span(&v).unwrap_or_else(|m| {
             errors.push(ConfigError::new(var, m));

@@ -311,6 +311,14 @@ fn parse_address(raw: &str) -> Result<Address, String> {
         }
         return Ok(Address::Docker(container.to_owned()));
     }
+    if let Some((scheme, _)) = raw.split_once(':')
+        && !scheme.eq_ignore_ascii_case("http")
+        && !scheme.eq_ignore_ascii_case("https")
+    {
+        return Err(format!(
+            "unsupported scheme {scheme:?}; expected http://, https://, docker:<container> or push://"
+        ));
+    }
     parse_http_url(raw).map(Address::Http)
 }
 

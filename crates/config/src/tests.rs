@@ -483,3 +483,12 @@ fn cron_weekdays_follow_crontab_and_a_schedule_must_fire() {
         errors[0].message
     );
 }
+
+#[test]
+fn a_wrong_scheme_lists_every_kind_of_target() {
+    let errors = errors_of(&[("SERVICE_URL_api", "htp://api.local/health")]);
+    assert_eq!(
+        errors[0].message,
+        "unsupported scheme \"htp\"; expected http://, https://, docker:<container> or push://"
+    );
+}

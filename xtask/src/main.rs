@@ -1,5 +1,5 @@
-//! Development tasks. `cargo xtask dev` runs the whole local stack (mock, agent and,
-//! when it builds, the dashboard) with no Docker and no configuration.
+//! Development tasks. `cargo xtask dev` runs the whole local stack (mock, agent and
+//! dashboard) with no Docker and no configuration.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode};
@@ -72,21 +72,22 @@ fn dev() -> anyhow::Result<()> {
     let root = workspace_root();
     std::env::set_current_dir(&root).context("cannot enter the workspace root")?;
 
-    println!("xtask: building heartbeat-mock and heartbeat-agent");
+    // One build of all three: one feature set, so the shared dependencies compile once.
+    println!("xtask: building heartbeat-mock, heartbeat-agent and heartbeat-dashboard");
     let status = cargo()
-        .args(["build", "-p", "heartbeat-mock", "-p", "heartbeat-agent"])
+        .args([
+            "build",
+            "-p",
+            "heartbeat-mock",
+            "-p",
+            "heartbeat-agent",
+            "-p",
+            "heartbeat-dashboard",
+        ])
         .status()
         .context("cannot run cargo")?;
     if !status.success() {
-        bail!("cargo build -p heartbeat-mock -p heartbeat-agent failed");
-    }
-    println!("xtask: building heartbeat-dashboard");
-    let dashboard_built = cargo()
-        .args(["build", "-p", "heartbeat-dashboard"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !dashboard_built {
-        println!("xtask: note: heartbeat-dashboard did not build; running without it");
+        bail!("cargo build -p heartbeat-mock -p heartbeat-agent -p heartbeat-dashboard failed");
     }
 
     let target_dir =
@@ -104,7 +105,7 @@ fn dev() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run_stack(&bin, &env_file, dashboard_built))
+    runtime.block_on(run_stack(&bin, &env_file))
 }
 
 /// The agent's configuration, written to a file so a user's `.env` plays no part.
@@ -168,9 +169,9 @@ fn spawn(name: &'static str, mut cmd: Command) -> anyhow::Result<Proc> {
     Ok(Proc { name, child })
 }
 
-async fn run_stack(bin: &Path, env_file: &Path, dashboard: bool) -> anyhow::Result<()> {
+async fn run_stack(bin: &Path, env_file: &Path) -> anyhow::Result<()> {
     let mut procs: Vec<Proc> = Vec::new();
-    let result = start_all(bin, env_file, dashboard, &mut procs).await;
+    let result = start_all(bin, env_file, &mut procs).await;
     let outcome = match result {
         Ok(()) => wait_for_stop(&mut procs).await,
         Err(e) => Err(e),
@@ -182,12 +183,7 @@ async fn run_stack(bin: &Path, env_file: &Path, dashboard: bool) -> anyhow::Resu
     outcome
 }
 
-async fn start_all(
-    bin: &Path,
-    env_file: &Path,
-    dashboard: bool,
-    procs: &mut Vec<Proc>,
-) -> anyhow::Result<()> {
+async fn start_all(bin: &Path, env_file: &Path, procs: &mut Vec<Proc>) -> anyhow::Result<()> {
     let mut mock = command(&bin.join("heartbeat-mock"));
     mock.env("MOCK_SERVICES", SERVICES.join(","))
         .env("MOCK_PORT_BASE", PORT_BASE.to_string())
@@ -202,12 +198,10 @@ async fn start_all(
     agent.arg("--env-file").arg(env_file);
     procs.push(spawn("heartbeat-agent", agent)?);
 
-    if dashboard {
-        let mut dash = command(&bin.join("heartbeat-dashboard"));
-        dash.env("DASHBOARD_ADDR", DASHBOARD_ADDR)
-            .env("SQLITE_DB_PATH", DB);
-        procs.push(spawn("heartbeat-dashboard", dash)?);
-    }
+    let mut dash = command(&bin.join("heartbeat-dashboard"));
+    dash.env("DASHBOARD_ADDR", DASHBOARD_ADDR)
+        .env("SQLITE_DB_PATH", DB);
+    procs.push(spawn("heartbeat-dashboard", dash)?);
 
     println!();
     println!("  mock controller  http://{MOCK_ADDR}/");
@@ -221,9 +215,7 @@ async fn start_all(
     for (name, token, style) in PUSH {
         println!("  push {name:<11} {}", push_url(token, style));
     }
-    if dashboard {
-        println!("  dashboard        http://{DASHBOARD_ADDR}/");
-    }
+    println!("  dashboard        http://{DASHBOARD_ADDR}/");
     println!("  database         {DB}");
     println!("  agent config     {}", env_file.display());
     println!(

@@ -78,8 +78,11 @@ struct PingArgs {
 struct RunArgs {
     /// The check's ping URL, e.g. http://127.0.0.1:8101/ping/<token>.
     url: String,
-    /// Bytes of the output's tail (stdout and stderr together) sent with the result.
-    #[arg(long, default_value_t = run::DEFAULT_TAIL, value_name = "BYTES")]
+    /// Bytes of the output's tail (stdout and stderr together) sent with the result, at
+    /// most 10240: the agent keeps 10 KB, and a larger body could be refused with 413,
+    /// losing the result.
+    #[arg(long, default_value_t = run::DEFAULT_TAIL, value_name = "BYTES",
+          value_parser = tail_bytes)]
     tail: usize,
     #[command(flatten)]
     net: Net,
@@ -178,4 +181,14 @@ async fn ping(args: PingArgs) -> anyhow::Result<()> {
     }
     client(&args.net)?.ping(&url, &ping).await?;
     Ok(())
+}
+
+fn tail_bytes(raw: &str) -> Result<usize, String> {
+    match raw.parse::<usize>() {
+        Ok(n) if n <= run::DEFAULT_TAIL => Ok(n),
+        _ => Err(format!(
+            "expected a number of bytes from 0 to {}, got {raw:?}",
+            run::DEFAULT_TAIL
+        )),
+    }
 }

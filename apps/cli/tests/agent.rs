@@ -338,3 +338,25 @@ async fn failures_to_ping_are_reported_without_the_token() {
         "clap rejects exit codes above 255"
     );
 }
+
+#[test]
+fn a_tail_larger_than_the_agent_keeps_is_refused_before_anything_runs() {
+    let marker = tempfile::tempdir().unwrap();
+    let ran = marker.path().join("ran");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_heartbeat"))
+        .args([
+            "run",
+            "--tail",
+            "99999",
+            "http://127.0.0.1:9/ping/some-token-0123456789",
+            "--",
+        ])
+        .arg("touch")
+        .arg(&ran)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--tail"), "{err}");
+    assert!(!ran.exists(), "the command ran despite the bad option");
+}

@@ -35,17 +35,7 @@ struct Scenario {
 }
 
 fn main() -> anyhow::Result<()> {
-    let agent_bin = std::env::current_exe()?
-        .parent()
-        .context("no parent dir")?
-        .join("heartbeat-agent");
-    if !agent_bin.exists() {
-        bail!(
-            "{} not found: run `cargo build --release -p heartbeat-agent -p heartbeat-bench` first",
-            agent_bin.display()
-        );
-    }
-    rlimit::increase_nofile_limit(u64::MAX)?;
+    let agent_bin = heartbeat_bench::agent_binary()?;
     if std::env::args().nth(1).as_deref() == Some("serve") {
         return serve();
     }

@@ -37,17 +37,7 @@ fn main() -> anyhow::Result<()> {
         .transpose()
         .context("the argument is the seconds each scenario runs")?
         .unwrap_or(10.0);
-    let agent_bin = std::env::current_exe()?
-        .parent()
-        .context("no parent dir")?
-        .join("heartbeat-agent");
-    if !agent_bin.exists() {
-        bail!(
-            "{} not found: run `cargo build --release -p heartbeat-agent -p heartbeat-bench` first",
-            agent_bin.display()
-        );
-    }
-    rlimit::increase_nofile_limit(u64::MAX)?;
+    let agent_bin = heartbeat_bench::agent_binary()?;
     let mut report = String::from(
         "| clients (keep-alive) | pings acked | pings/s | p50 ms | p99 ms | max ms | all acked pings stored | 1 s cycles committed during the run |\n|---|---|---|---|---|---|---|---|\n",
     );

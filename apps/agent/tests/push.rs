@@ -186,6 +186,11 @@ async fn send(
     (code, r.text().await.unwrap())
 }
 
+/// A plain `curl <url>`.
+async fn get(c: &Client, url: String) -> (StatusCode, String) {
+    send(c, Method::GET, url, None, None).await
+}
+
 async fn api(
     c: &Client,
     method: Method,
@@ -219,7 +224,7 @@ fn healthchecks_style_pings_pair_runs_keep_bodies_and_hide_unknown_tokens() {
     let base = agent.base.clone();
     rt.block_on(async {
         // curl -fsS -m 10 --retry 5 -o /dev/null https://.../ping/<token>
-        let (code, body) = send(&c, Method::GET, format!("{base}/ping/{TOKEN}"), None, None).await;
+        let (code, body) = get(&c, format!("{base}/ping/{TOKEN}")).await;
         assert_eq!((code, body.as_str()), (StatusCode::OK, "OK"));
         // curl -I (HEAD) with a run id, then the exit status with the output tail.
         let (code, body) = send(
@@ -259,14 +264,7 @@ fn healthchecks_style_pings_pair_runs_keep_bodies_and_hide_unknown_tokens() {
         )
         .await;
         assert_eq!(code, StatusCode::OK);
-        let (code, body) = send(
-            &c,
-            Method::GET,
-            format!("{base}/ping/{TOKEN}/256"),
-            None,
-            None,
-        )
-        .await;
+        let (code, body) = get(&c, format!("{base}/ping/{TOKEN}/256")).await;
         assert_eq!(code, StatusCode::BAD_REQUEST);
         assert!(body.contains("exit status 0-255"), "{body}");
         // Larger than PUSH_BODY_LIMIT: refused, not stored.
@@ -282,32 +280,11 @@ fn healthchecks_style_pings_pair_runs_keep_bodies_and_hide_unknown_tokens() {
         assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE);
 
         // Unknown tokens: one that exists nowhere and a registered-looking one answer alike.
-        let a = send(
-            &c,
-            Method::GET,
-            format!("{base}/ping/{}", "z".repeat(43)),
-            None,
-            None,
-        )
-        .await;
-        let b = send(
-            &c,
-            Method::GET,
-            format!("{base}/ping/{}x", TOKEN),
-            None,
-            None,
-        )
-        .await;
+        let a = get(&c, format!("{base}/ping/{}", "z".repeat(43))).await;
+        let b = get(&c, format!("{base}/ping/{}x", TOKEN)).await;
         assert_eq!(a.0, StatusCode::NOT_FOUND);
         assert_eq!(a, b);
-        let k = send(
-            &c,
-            Method::GET,
-            format!("{base}/api/push/{}x?status=up", TOKEN),
-            None,
-            None,
-        )
-        .await;
+        let k = get(&c, format!("{base}/api/push/{}x?status=up", TOKEN)).await;
         assert_eq!(k.0, StatusCode::NOT_FOUND);
     });
 
@@ -366,12 +343,9 @@ fn uptime_kuma_and_heartbeat_central_styles() {
     let c = curl();
     let base = agent.base.clone();
     rt.block_on(async {
-        let (code, body) = send(
+        let (code, body) = get(
             &c,
-            Method::GET,
             format!("{base}/api/push/{TOKEN}?status=up&msg=OK&ping=42.5"),
-            None,
-            None,
         )
         .await;
         assert_eq!(code, StatusCode::OK);
@@ -379,26 +353,12 @@ fn uptime_kuma_and_heartbeat_central_styles() {
             serde_json::from_str::<Value>(&body).unwrap(),
             json!({"ok": true})
         );
-        let (code, body) = send(
-            &c,
-            Method::GET,
-            format!("{base}/api/push/{TOKEN}?status=sideways"),
-            None,
-            None,
-        )
-        .await;
+        let (code, body) = get(&c, format!("{base}/api/push/{TOKEN}?status=sideways")).await;
         assert_eq!(code, StatusCode::BAD_REQUEST);
         let v: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["ok"], json!(false));
         assert!(v["msg"].as_str().unwrap().starts_with("status:"), "{v}");
-        let (code, body) = send(
-            &c,
-            Method::GET,
-            format!("{base}/api/push/{TOKEN}?ping=fast"),
-            None,
-            None,
-        )
-        .await;
+        let (code, body) = get(&c, format!("{base}/api/push/{TOKEN}?ping=fast")).await;
         assert_eq!(code, StatusCode::BAD_REQUEST);
         assert!(body.contains("ping"), "{body}");
     });
@@ -408,12 +368,9 @@ fn uptime_kuma_and_heartbeat_central_styles() {
     assert_eq!(up.status, Status::Healthy);
 
     rt.block_on(async {
-        let (code, _) = send(
+        let (code, _) = get(
             &c,
-            Method::GET,
             format!("{base}/api/push/{TOKEN}?status=down&msg=db%20unreachable"),
-            None,
-            None,
         )
         .await;
         assert_eq!(code, StatusCode::OK);
@@ -600,7 +557,7 @@ fn laneswap_api_registers_beats_tracks_progress_and_deletes() {
         assert_eq!(code, StatusCode::OK);
         let (code, _) = api(&c, Method::GET, format!("{svc}/{id}"), None, Some(ADMIN)).await;
         assert_eq!(code, StatusCode::NOT_FOUND);
-        let (code, _) = send(&c, Method::GET, format!("{base}/ping/{token}"), None, None).await;
+        let (code, _) = get(&c, format!("{base}/ping/{token}")).await;
         assert_eq!(
             code,
             StatusCode::NOT_FOUND,
@@ -636,14 +593,7 @@ fn a_silent_job_goes_late_then_down_and_a_hung_run_is_capped_by_the_grace() {
     ]);
     let c = curl();
     rt.block_on(async {
-        let (code, _) = send(
-            &c,
-            Method::GET,
-            format!("{}/ping/{TOKEN}", agent.base),
-            None,
-            None,
-        )
-        .await;
+        let (code, _) = get(&c, format!("{}/ping/{TOKEN}", agent.base)).await;
         assert_eq!(code, StatusCode::OK);
     });
     agent.wait_check("backup", "healthy", |r| r.status == Status::Healthy);
@@ -662,22 +612,8 @@ fn a_silent_job_goes_late_then_down_and_a_hung_run_is_capped_by_the_grace() {
 
     // A start is no sign of life by itself: a run that never ends goes down after the grace.
     rt.block_on(async {
-        send(
-            &c,
-            Method::GET,
-            format!("{}/ping/{TOKEN}", agent.base),
-            None,
-            None,
-        )
-        .await;
-        send(
-            &c,
-            Method::GET,
-            format!("{}/ping/{TOKEN}/start", agent.base),
-            None,
-            None,
-        )
-        .await;
+        get(&c, format!("{}/ping/{TOKEN}", agent.base)).await;
+        get(&c, format!("{}/ping/{TOKEN}/start", agent.base)).await;
     });
     let hung = agent.wait_check("backup", "down for a hung run", |r| {
         r.error_message
@@ -831,14 +767,7 @@ fn a_token_over_its_rate_limit_gets_429() {
     rt.block_on(async {
         let c = curl();
         for _ in 0..3 {
-            let (code, _) = send(
-                &c,
-                Method::GET,
-                format!("{}/ping/{TOKEN}", agent.base),
-                None,
-                None,
-            )
-            .await;
+            let (code, _) = get(&c, format!("{}/ping/{TOKEN}", agent.base)).await;
             assert_eq!(code, StatusCode::OK);
         }
         let r = c
@@ -884,22 +813,8 @@ fn tokens_never_reach_the_database_file_or_the_logs() {
             Some(&token),
         )
         .await;
-        send(
-            &c,
-            Method::GET,
-            format!("{}/ping/{TOKEN}", agent.base),
-            None,
-            None,
-        )
-        .await;
-        send(
-            &c,
-            Method::GET,
-            format!("{}/ping/{token}/fail", agent.base),
-            None,
-            None,
-        )
-        .await;
+        get(&c, format!("{}/ping/{TOKEN}", agent.base)).await;
+        get(&c, format!("{}/ping/{token}/fail", agent.base)).await;
         token
     });
     agent.wait_check("secretive", "error", |r| r.status == Status::Error);

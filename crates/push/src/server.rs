@@ -70,11 +70,19 @@ pub fn router(state: Arc<PushState>) -> Router {
         )
         .route(
             "/api/services/{id}/progress/{task_id}/complete",
-            post(complete_task),
+            post(
+                |s: Shared, h: HeaderMap, ids: Path<(String, String)>, body: Bytes| {
+                    finish_task(s, h, ids, body, false)
+                },
+            ),
         )
         .route(
             "/api/services/{id}/progress/{task_id}/fail",
-            post(fail_task),
+            post(
+                |s: Shared, h: HeaderMap, ids: Path<(String, String)>, body: Bytes| {
+                    finish_task(s, h, ids, body, true)
+                },
+            ),
         )
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
@@ -1033,28 +1041,18 @@ fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Resul
     parse_json(body)
 }
 
-async fn complete_task(
-    State(s): Shared,
+/// `POST .../complete` and `.../fail`: one handler, the route says which.
+async fn finish_task(
+    s: Shared,
     headers: HeaderMap,
-    Path((id, task_id)): Path<(String, String)>,
+    ids: Path<(String, String)>,
     body: Bytes,
+    fail: bool,
 ) -> Response {
+    let (State(s), Path((id, task_id))) = (s, ids);
     let run = async {
         let b: FinishTask = optional_json(&body)?;
-        finish(&s, &headers, &id, &task_id, b, false).await
-    };
-    json_answer(run.await)
-}
-
-async fn fail_task(
-    State(s): Shared,
-    headers: HeaderMap,
-    Path((id, task_id)): Path<(String, String)>,
-    body: Bytes,
-) -> Response {
-    let run = async {
-        let b: FinishTask = optional_json(&body)?;
-        finish(&s, &headers, &id, &task_id, b, true).await
+        finish(&s, &headers, &id, &task_id, b, fail).await
     };
     json_answer(run.await)
 }

@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,13 +26,7 @@ struct PushAgent {
     vars: Vec<(String, String)>,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use heartbeat_testkit::free_port;
 
 impl PushAgent {
     fn start(vars: &[(&str, &str)]) -> PushAgent {
@@ -47,16 +40,11 @@ impl PushAgent {
     fn spawn(dir: tempfile::TempDir, vars: Vec<(String, String)>) -> PushAgent {
         let db = dir.path().join("data/metrics.db");
         let port = free_port();
-        let mut env: BTreeMap<String, String> = BTreeMap::from([
-            ("SQLITE_DB_PATH".into(), db.display().to_string()),
-            ("PING_URL".into(), String::new()),
-            (
-                "DOCKER_HOST".into(),
-                "unix:///nonexistent/docker.sock".into(),
-            ),
+        let mut env = heartbeat_testkit::agent::baseline_env(&db, &format!("127.0.0.1:{port}"));
+        env.extend([
+            // The log is read by the secrets test.
             ("RUST_LOG".into(), "debug".into()),
             ("LOOP_INTERVAL_SECONDS".into(), "0.2".into()),
-            ("AGENT_ADDR".into(), format!("127.0.0.1:{port}")),
             ("ADMIN_TOKEN".into(), ADMIN.into()),
             ("SERVICE_URL_backup".into(), "push://".into()),
             ("SERVICE_TOKEN_backup".into(), TOKEN.into()),

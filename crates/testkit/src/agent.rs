@@ -2,10 +2,26 @@
 //! environment, its push listener on a free loopback port.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::{Proc, agent_binary, free_port, wait_port};
+
+/// What every test agent starts from: its database at `db`, no connectivity check, no
+/// Docker, `RUST_LOG=warn`, and the push listener at `agent_addr` (tests run agents in
+/// parallel, so never the default 8101). Tests add their own variables on top.
+pub fn baseline_env(db: &Path, agent_addr: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("SQLITE_DB_PATH".into(), db.display().to_string()),
+        ("PING_URL".into(), String::new()),
+        (
+            "DOCKER_HOST".into(),
+            "unix:///nonexistent/docker.sock".into(),
+        ),
+        ("RUST_LOG".into(), "warn".into()),
+        ("AGENT_ADDR".into(), agent_addr.to_owned()),
+    ])
+}
 
 /// A running `heartbeat-agent`; killed when dropped.
 #[derive(Debug)]
@@ -27,16 +43,7 @@ impl Agent {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("data/metrics.db");
         let port = free_port();
-        let mut env: BTreeMap<String, String> = BTreeMap::from([
-            ("SQLITE_DB_PATH".into(), db.display().to_string()),
-            ("PING_URL".into(), String::new()),
-            (
-                "DOCKER_HOST".into(),
-                "unix:///nonexistent/docker.sock".into(),
-            ),
-            ("RUST_LOG".into(), "warn".into()),
-            ("AGENT_ADDR".into(), format!("127.0.0.1:{port}")),
-        ]);
+        let mut env = baseline_env(&db, &format!("127.0.0.1:{port}"));
         for (k, v) in vars {
             env.insert((*k).into(), v.clone());
         }

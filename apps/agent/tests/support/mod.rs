@@ -1,7 +1,6 @@
 //! Real local servers and a real agent process for the agent's end-to-end tests.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -101,17 +100,7 @@ impl Agent {
 
     fn start_in(dir: tempfile::TempDir, vars: &[(&str, String)]) -> Agent {
         let db = dir.path().join("data/metrics.db");
-        let mut env: BTreeMap<String, String> = BTreeMap::from([
-            ("SQLITE_DB_PATH".into(), db.display().to_string()),
-            ("PING_URL".into(), String::new()),
-            (
-                "DOCKER_HOST".into(),
-                "unix:///nonexistent/docker.sock".into(),
-            ),
-            ("RUST_LOG".into(), "warn".into()),
-            // Tests run agents in parallel: an ephemeral port each, never the default 8101.
-            ("AGENT_ADDR".into(), "127.0.0.1:0".into()),
-        ]);
+        let mut env = heartbeat_testkit::agent::baseline_env(&db, "127.0.0.1:0");
         for (k, v) in vars {
             env.insert((*k).into(), v.clone());
         }

@@ -15,6 +15,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -95,7 +96,7 @@ fn main() -> anyhow::Result<()> {
         },
     ];
     let mut report = String::from(
-        "| targets | cycles (steady) | cycle ms median | cycle ms max | slow-target latency p50 / p99 (server waits 50 ms) | agent RSS peak (VmHWM) / at end (VmRSS) | agent CPU ms per cycle (of which the database writer) |\n|---|---|---|---|---|---|---|\n",
+        "| targets | cycles (steady) | cycle ms median | cycle ms max | slow-target latency p50 / p99 (server waits 50 ms) | server's own hold p50 / p99 | agent RSS peak (VmHWM) / at end (VmRSS) | agent CPU ms per cycle (of which the database writer) |\n|---|---|---|---|---|---|---|---|\n",
     );
     for s in scenarios
         .iter()
@@ -112,18 +113,48 @@ fn main() -> anyhow::Result<()> {
 
 /// `heartbeat-bench serve`: the targets, on their own runtime and process.
 /// Prints the bound address on stdout and runs until stdin closes.
+///
+/// `/slow` holds each request for [`SLOW_MS`] on a blocking thread: tokio's
+/// timer rounds a sleep up to the next whole millisecond, which would put up
+/// to 1 ms of the server's own error into the agent's figures, while a
+/// thread's sleep is within about 0.3 ms here. `/held` answers how long the
+/// server really held each `/slow` request since the last `/held` (one line
+/// of milliseconds each), so the bench can report the server's share apart.
 fn serve() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let held: Arc<Mutex<Vec<f64>>> = Arc::default();
     let served = runtime.block_on(async {
-        let app = Router::new().route("/ok", get(|| async { "ok" })).route(
-            "/slow",
-            get(|| async {
-                tokio::time::sleep(Duration::from_millis(SLOW_MS)).await;
-                "slow"
-            }),
-        );
+        let slow_held = held.clone();
+        let app = Router::new()
+            .route("/ok", get(|| async { "ok" }))
+            .route(
+                "/slow",
+                get(move || async move {
+                    let received = Instant::now();
+                    let until = received + Duration::from_millis(SLOW_MS);
+                    tokio::task::spawn_blocking(move || {
+                        std::thread::sleep(until.saturating_duration_since(Instant::now()))
+                    })
+                    .await
+                    .ok();
+                    let ms = received.elapsed().as_secs_f64() * 1000.0;
+                    slow_held.lock().unwrap_or_else(|e| e.into_inner()).push(ms);
+                    "slow"
+                }),
+            )
+            .route(
+                "/held",
+                get(move || async move {
+                    let taken =
+                        std::mem::take(&mut *held.lock().unwrap_or_else(|e| e.into_inner()));
+                    taken.iter().fold(String::new(), |mut out, ms| {
+                        let _ = writeln!(out, "{ms}");
+                        out
+                    })
+                }),
+            );
         // A deep backlog: the first cycle connects every target at once.
         let socket = tokio::net::TcpSocket::new_v4()?;
         socket.set_reuseaddr(true)?;
@@ -138,6 +169,26 @@ fn serve() -> anyhow::Result<()> {
     std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new())?;
     served.abort();
     Ok(())
+}
+
+/// Takes the server's record of how long it held each `/slow` request since
+/// the last call, in milliseconds.
+fn server_held_ms(addr: &str) -> anyhow::Result<Vec<f64>> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET /held HTTP/1.0\r\nHost: bench\r\n\r\n")?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .context("malformed /held answer")?;
+    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
+        bail!("/held answered {head:?}");
+    }
+    body.lines()
+        .map(|l| l.parse().context("malformed /held line"))
+        .collect()
 }
 
 /// The target server child process.
@@ -229,6 +280,8 @@ fn run_scenario(agent_cmd: &AgentCommand, addr: &str, s: &Scenario) -> anyhow::R
             let count = store.cycle_count()?;
             if cpu_at_warmup.is_none() && count >= s.warmup as u64 {
                 cpu_at_warmup = Some((count, cpu_ms(agent.0.id())?));
+                // Forget the warm-up cycles' requests.
+                server_held_ms(addr)?;
             }
             if count >= wanted as u64 {
                 break store.cycles(wanted)?;
@@ -258,6 +311,7 @@ fn run_scenario(agent_cmd: &AgentCommand, addr: &str, s: &Scenario) -> anyhow::R
         _ => (f64::NAN, f64::NAN),
     };
     agent.stop();
+    let mut held = server_held_ms(addr)?;
 
     // Newest first: drop the oldest `warmup` cycles (connection set-up).
     let steady = &cycles[..s.cycles];
@@ -289,18 +343,28 @@ fn run_scenario(agent_cmd: &AgentCommand, addr: &str, s: &Scenario) -> anyhow::R
             slow.len()
         )
     };
+    let held_text = if held.is_empty() {
+        "–".to_owned()
+    } else {
+        format!(
+            "{:.2} / {:.2} ms",
+            percentile(&mut held, 0.50),
+            percentile(&mut held, 0.99)
+        )
+    };
     let targets = if s.slow_targets == s.targets {
         format!("{} (all slow)", s.targets)
     } else {
         s.targets.to_string()
     };
     Ok(format!(
-        "| {} | {} | {:.1} | {:.1} | {} | {:.1} / {:.1} MB | {:.1} ({:.1} in db-writer) |",
+        "| {} | {} | {:.1} | {:.1} | {} | {} | {:.1} / {:.1} MB | {:.1} ({:.1} in db-writer) |",
         targets,
         steady.len(),
         percentile(&mut durations, 0.5),
         durations.iter().cloned().fold(0.0, f64::max),
         slow_text,
+        held_text,
         hwm_kb as f64 / 1024.0,
         rss_kb as f64 / 1024.0,
         cpu_per_cycle,

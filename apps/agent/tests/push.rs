@@ -204,6 +204,55 @@ async fn api(
     )
 }
 
+/// Sends a request head declaring a body of `declared` bytes, sends none of it, and
+/// returns the status line of the answer (or what went wrong while waiting for it).
+fn status_without_sending_the_body(base: &str, path: &str, declared: usize) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    // Long enough for a loaded machine; a server that waits for the body never answers.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\nContent-Length: {declared}\r\n\r\n"
+    )
+    .unwrap();
+    let mut line = String::new();
+    match BufReader::new(stream).read_line(&mut line) {
+        Ok(_) => line.trim_end().to_owned(),
+        Err(e) => format!("no answer: {e}"),
+    }
+}
+
+#[test]
+fn unknown_tokens_are_refused_before_their_bodies_are_read() {
+    let agent = PushAgent::start(&[("PUSH_BODY_LIMIT", "65536")]);
+    let base = &agent.base;
+    // Made-up tokens on every token-carrying route: answered at once, the declared
+    // (allowed) 60 000 bytes never read, so a flood of them buffers nothing.
+    let bogus = "q".repeat(43);
+    for path in [
+        format!("/ping/{bogus}"),
+        format!("/ping/{bogus}/fail"),
+        format!("/heartbeat/{bogus}"),
+    ] {
+        let status = status_without_sending_the_body(base, &path, 60_000);
+        assert_eq!(status, "HTTP/1.1 404 Not Found", "{path}");
+    }
+    // Routes that take a bearer token: none given, likewise (401).
+    for path in ["/api/services/nope/heartbeat", "/api/services"] {
+        let status = status_without_sending_the_body(base, path, 60_000);
+        assert_eq!(status, "HTTP/1.1 401 Unauthorized", "{path}");
+    }
+    // A real token with a declared body over PUSH_BODY_LIMIT: 413 before it is sent.
+    let status = status_without_sending_the_body(base, &format!("/ping/{TOKEN}/fail"), 70_000);
+    assert_eq!(status, "HTTP/1.1 413 Payload Too Large");
+    let store = ReadStore::open(&agent.db).unwrap();
+    assert!(store.push_events("backup", 10).unwrap().is_empty());
+}
+
 #[test]
 fn healthchecks_style_pings_pair_runs_keep_bodies_and_hide_unknown_tokens() {
     let rt = support::runtime();

@@ -20,6 +20,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("rate limited: retry in {0} s")]
     RateLimited(u64),
+    #[error("body: larger than {0} bytes (PUSH_BODY_LIMIT)")]
+    TooLarge(usize),
     /// The writer is gone: nothing was stored.
     #[error("the database writer is not running; nothing was stored")]
     Unavailable,
@@ -36,6 +38,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -46,7 +46,6 @@ impl Listener {
 }
 
 pub fn router(state: Arc<PushState>) -> Router {
-    let limit = state.settings.body_limit;
     Router::new()
         .route("/health", get(health))
         .route("/ping/{token}", get(hc_success).post(hc_success))
@@ -71,7 +70,7 @@ pub fn router(state: Arc<PushState>) -> Router {
         .route(
             "/api/services/{id}/progress/{task_id}/complete",
             post(
-                |s: Shared, h: HeaderMap, ids: Path<(String, String)>, body: Bytes| {
+                |s: Shared, h: HeaderMap, ids: Path<(String, String)>, body: Body| {
                     finish_task(s, h, ids, body, false)
                 },
             ),
@@ -79,12 +78,11 @@ pub fn router(state: Arc<PushState>) -> Router {
         .route(
             "/api/services/{id}/progress/{task_id}/fail",
             post(
-                |s: Shared, h: HeaderMap, ids: Path<(String, String)>, body: Bytes| {
+                |s: Shared, h: HeaderMap, ids: Path<(String, String)>, body: Body| {
                     finish_task(s, h, ids, body, true)
                 },
             ),
         )
-        .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
 
@@ -155,6 +153,24 @@ fn denied(d: Denied) -> ApiError {
         Denied::NotFound => ApiError::NotFound,
         Denied::RateLimited(s) => ApiError::RateLimited(s),
     }
+}
+
+/// Reads a request body of at most `PUSH_BODY_LIMIT` bytes. Handlers call it only after
+/// the token or id is known, so a flood with made-up tokens is answered without buffering
+/// its bodies.
+async fn read_body(s: &PushState, body: Body) -> Result<Bytes, ApiError> {
+    let limit = s.settings.body_limit;
+    // A declared length over the limit is refused before a byte of it is read.
+    if axum::body::HttpBody::size_hint(&body).lower() > limit as u64 {
+        return Err(ApiError::TooLarge(limit));
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if e.into_inner().is::<http_body_util::LengthLimitError>() {
+            ApiError::TooLarge(limit)
+        } else {
+            ApiError::BadRequest("body: the request body could not be read".into())
+        }
+    })
 }
 
 /// Sends one op to the writer and waits for its COMMIT.
@@ -243,7 +259,7 @@ async fn hc(
     token: &str,
     action: Option<&str>,
     q: Option<String>,
-    body: &[u8],
+    body: Body,
 ) -> Result<(), ApiError> {
     let id = s
         .registry
@@ -251,7 +267,7 @@ async fn hc(
         .map_err(denied)?;
     let q = query(q.as_deref());
     let rid = rid_of(&q)?;
-    let body = kept_body(body);
+    let body = kept_body(&read_body(s, body).await?);
     let line = first_line(body.as_deref());
     let (kind, exit_code, message) = match action {
         None => (PushEventKind::Success, None, None),
@@ -304,18 +320,18 @@ async fn hc_success(
     State(s): Shared,
     Path(token): Path<String>,
     RawQuery(q): RawQuery,
-    body: Bytes,
+    body: Body,
 ) -> Response {
-    hc_answer(hc(&s, &token, None, q, &body).await)
+    hc_answer(hc(&s, &token, None, q, body).await)
 }
 
 async fn hc_action(
     State(s): Shared,
     Path((token, action)): Path<(String, String)>,
     RawQuery(q): RawQuery,
-    body: Bytes,
+    body: Body,
 ) -> Response {
-    hc_answer(hc(&s, &token, Some(&action), q, &body).await)
+    hc_answer(hc(&s, &token, Some(&action), q, body).await)
 }
 
 // ---------------------------------------------------------------- Uptime Kuma
@@ -378,12 +394,13 @@ async fn kuma(State(s): Shared, Path(token): Path<String>, RawQuery(q): RawQuery
 
 // ---------------------------------------------------------------- Heartbeat Central
 
-async fn central(State(s): Shared, Path(token): Path<String>, body: Bytes) -> Response {
+async fn central(State(s): Shared, Path(token): Path<String>, body: Body) -> Response {
     let run = async {
         let id = s
             .registry
             .authorize(&TokenHash::of(&token))
             .map_err(denied)?;
+        let body = read_body(&s, body).await?;
         // A JSON object with a status reads like a LaneSwap heartbeat; anything else is a
         // plain "I am alive", kept as the body.
         let parsed = serde_json::from_slice::<Value>(&body).ok();
@@ -591,10 +608,10 @@ struct RegisterBody {
     schedule: Option<String>,
 }
 
-async fn register(State(s): Shared, headers: HeaderMap, body: Bytes) -> Response {
+async fn register(State(s): Shared, headers: HeaderMap, body: Body) -> Response {
     let run = async {
         require_admin(&s, &headers)?;
-        let b: RegisterBody = parse_json(&body)?;
+        let b: RegisterBody = parse_json(&read_body(&s, body).await?)?;
         let name = b.name.trim();
         if name.is_empty()
             || name.len() > 64
@@ -753,11 +770,11 @@ async fn laneswap_heartbeat(
     State(s): Shared,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let run = async {
         require_service(&s, &headers, &id)?;
-        let b: HeartbeatBody = parse_json(&body)?;
+        let b: HeartbeatBody = parse_json(&read_body(&s, body).await?)?;
         let metadata = b.metadata.clone().unwrap_or(Value::Null);
         let ping = laneswap_ping(&b, "laneswap", metadata_text(b.metadata.as_ref())?)?;
         let ts = submit(&s, id.clone(), ping).await?;
@@ -893,11 +910,11 @@ async fn start_task(
     State(s): Shared,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let run = async {
         require_service(&s, &headers, &id)?;
-        let b: StartTask = parse_json(&body)?;
+        let b: StartTask = parse_json(&read_body(&s, body).await?)?;
         if b.task_name.trim().is_empty() || b.task_name.len() > 200 {
             return Err(ApiError::BadRequest(
                 "task_name: expected 1-200 characters".into(),
@@ -966,11 +983,11 @@ async fn update_task(
     State(s): Shared,
     headers: HeaderMap,
     Path((id, task_id)): Path<(String, String)>,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let run = async {
         require_service(&s, &headers, &id)?;
-        let b: UpdateTask = parse_json(&body)?;
+        let b: UpdateTask = parse_json(&read_body(&s, body).await?)?;
         let mut task = open_task(&s, &id, &task_id)?;
         if !(0..=task.total_steps).contains(&b.current_step) {
             return Err(ApiError::BadRequest(format!(
@@ -1003,13 +1020,11 @@ async fn update_task(
 
 async fn finish(
     s: &PushState,
-    headers: &HeaderMap,
     id: &str,
     task_id: &str,
     b: FinishTask,
     fail: bool,
 ) -> Result<(StatusCode, Value), ApiError> {
-    require_service(s, headers, id)?;
     let mut task = open_task(s, id, task_id)?;
     let failed = fail
         || match b.status.as_deref().map(str::trim) {
@@ -1046,13 +1061,14 @@ async fn finish_task(
     s: Shared,
     headers: HeaderMap,
     ids: Path<(String, String)>,
-    body: Bytes,
+    body: Body,
     fail: bool,
 ) -> Response {
     let (State(s), Path((id, task_id))) = (s, ids);
     let run = async {
-        let b: FinishTask = optional_json(&body)?;
-        finish(&s, &headers, &id, &task_id, b, fail).await
+        require_service(&s, &headers, &id)?;
+        let b: FinishTask = optional_json(&read_body(&s, body).await?)?;
+        finish(&s, &id, &task_id, b, fail).await
     };
     json_answer(run.await)
 }

@@ -179,14 +179,16 @@ impl Registry {
             .map_err(Denied::RateLimited)
     }
 
-    /// Run duration for an end event: the open start with the same `rid` (or, without one,
-    /// the newest start without one). Removes that run.
-    pub fn close_run(&self, service_id: &str, rid: Option<&str>, end_ms: i64) -> Option<f64> {
-        let mut inner = self.lock();
-        let entry = inner.by_id.get_mut(service_id)?;
+    /// Run duration for an end event: since the open start with the same `rid` (or, without
+    /// one, the newest start without one). Changes nothing: the run is closed by [`record`]
+    /// once the end is committed, so an end whose commit fails leaves the run open.
+    ///
+    /// [`record`]: Registry::record
+    pub fn run_duration(&self, service_id: &str, rid: Option<&str>, end_ms: i64) -> Option<f64> {
+        let inner = self.lock();
+        let entry = inner.by_id.get(service_id)?;
         let key = rid.unwrap_or("");
-        let pos = entry.open_runs.iter().rposition(|(r, _)| r == key)?;
-        let (_, start) = entry.open_runs.remove(pos)?;
+        let (_, start) = entry.open_runs.iter().rev().find(|(r, _)| r == key)?;
         Some((end_ms - start).max(0) as f64)
     }
 
@@ -208,6 +210,10 @@ impl Registry {
             }
             PushEventKind::Log => {}
             _ => {
+                let key = e.rid.as_deref().unwrap_or("");
+                if let Some(pos) = entry.open_runs.iter().rposition(|(r, _)| r == key) {
+                    entry.open_runs.remove(pos);
+                }
                 if entry.last_life.as_ref().is_none_or(|l| l.ts_ms <= e.ts_ms) {
                     entry.last_life = Some(life_of(e));
                 }
@@ -336,4 +342,65 @@ fn life_of(e: &PushEvent) -> Life {
 /// The status names the API shows, "unknown" before the first cycle.
 pub(crate) fn status_name(result: Option<&CheckResult>) -> &'static str {
     result.map_or(Status::Unknown.as_str(), |r| r.status.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry() -> Registry {
+        let definition = PushDefinition {
+            service_id: "backup".into(),
+            name: "backup".into(),
+            source: PushSource::Config,
+            token_sha256: [7; 32],
+            period_ms: 60_000,
+            grace_ms: 60_000,
+            schedule: None,
+            metadata: None,
+            created_at_ms: 0,
+        };
+        let loaded = PushLoaded {
+            definition,
+            last_life: None,
+            open_start: None,
+            tasks: Vec::new(),
+        };
+        let limit = RateLimit {
+            rate_per_sec: 0.0,
+            burst: 1,
+        };
+        Registry::new(vec![loaded], TimeZone::UTC, limit)
+    }
+
+    fn event(kind: PushEventKind, rid: Option<&str>, ts_ms: i64) -> PushEvent {
+        PushEvent {
+            service_id: "backup".into(),
+            ts_ms,
+            kind,
+            exit_code: None,
+            rid: rid.map(str::to_owned),
+            source: "hc".into(),
+            duration_ms: None,
+            message: None,
+            body: None,
+        }
+    }
+
+    #[test]
+    fn a_run_stays_open_until_its_end_is_committed() {
+        let r = registry();
+        r.record(&event(PushEventKind::Start, Some("a"), 1_000));
+        r.record(&event(PushEventKind::Start, None, 2_000));
+        // An end whose commit then fails: asking for its duration closes nothing.
+        assert_eq!(r.run_duration("backup", Some("a"), 5_000), Some(4_000.0));
+        assert_eq!(r.run_duration("backup", Some("a"), 6_000), Some(5_000.0));
+        // The committed end closes run "a" only; the run without an id stays open.
+        r.record(&event(PushEventKind::Success, Some("a"), 6_000));
+        assert_eq!(r.run_duration("backup", Some("a"), 7_000), None);
+        assert_eq!(r.run_duration("backup", None, 7_000), Some(5_000.0));
+        r.record(&event(PushEventKind::Fail, None, 7_000));
+        assert_eq!(r.run_duration("backup", None, 8_000), None);
+        assert_eq!(r.run_duration("unknown", None, 8_000), None);
+    }
 }

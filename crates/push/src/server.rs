@@ -206,7 +206,9 @@ async fn submit(s: &PushState, service_id: String, p: Ping) -> Result<i64, ApiEr
     let ts_ms = now_ms();
     let duration_ms = match p.duration_ms {
         Some(d) => Some(d),
-        None if p.kind.is_end() => s.registry.close_run(&service_id, p.rid.as_deref(), ts_ms),
+        None if p.kind.is_end() => s
+            .registry
+            .run_duration(&service_id, p.rid.as_deref(), ts_ms),
         None => None,
     };
     let event = PushEvent {

@@ -134,9 +134,11 @@ pub async fn run(client: &Client, url: &Url, command: &[OsString], tail_cap: usi
         readers.push(tokio::spawn(tee(err, tokio::io::stderr(), tail.clone())));
     }
     let status = wait_forwarding_signals(&mut child).await;
+    // A background process of the job may keep a pipe open for ever; stop reading then.
+    // One deadline for both pipes, so a job that holds both costs DRAIN, not twice that.
+    let drained_by = tokio::time::Instant::now() + DRAIN;
     for r in readers {
-        // A background process of the job may keep the pipe open for ever; stop reading then.
-        let _ = tokio::time::timeout(DRAIN, r).await;
+        let _ = tokio::time::timeout_at(drained_by, r).await;
     }
     let code = match status {
         Ok(st) => exit_code(st),

@@ -91,6 +91,32 @@ async fn wait_check(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_background_process_holding_the_output_open_does_not_hold_the_run() {
+    let agent = agent();
+    let url = ping_url(&agent);
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("background.pid");
+    // The job exits at once but leaves a child that keeps stdout and stderr open.
+    let script = format!(
+        "echo started; sleep 60 & echo $! > {}; exit 0",
+        pid_file.display()
+    );
+    let started = Instant::now();
+    let out = heartbeat(&["run", &url, "--", "sh", "-c", &script], None).await;
+    let took = started.elapsed();
+    let background = std::fs::read_to_string(&pid_file).unwrap();
+    let _ = std::process::Command::new("kill")
+        .arg(background.trim())
+        .status();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // Reading stops 2 s after the job's exit, for both pipes together.
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    let ev = events(&agent).await;
+    assert_eq!(ev[0]["kind"], "success", "{ev:?}");
+    assert_eq!(ev[0]["body"], "started\n", "{ev:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_reports_a_succeeding_and_a_failing_command() {
     let mut agent = agent();
     let url = ping_url(&agent);

@@ -333,6 +333,54 @@ fn override_applies(url: &Url, o: &DnsOverride) -> bool {
     }
 }
 
+/// The per-target options of an HTTP target; a malformed one is reported and its default used.
+struct HttpOptions {
+    headers: Vec<Header>,
+    method: ProbeMethod,
+    expected: ExpectedStatus,
+    use_override: bool,
+}
+
+fn http_options(
+    option: &dyn Fn(&str) -> (String, Option<String>),
+    fail: &mut dyn FnMut(&str, String),
+) -> HttpOptions {
+    let headers = match option("SERVICE_HEADERS_") {
+        (var, Some(v)) => parse_headers(&v).unwrap_or_else(|m| {
+            fail(&var, m);
+            Vec::new()
+        }),
+        (_, None) => Vec::new(),
+    };
+    let method = match option("SERVICE_METHOD_") {
+        (var, Some(v)) => parse_method(&v).unwrap_or_else(|m| {
+            fail(&var, m);
+            ProbeMethod::Head
+        }),
+        (_, None) => ProbeMethod::Head,
+    };
+    let expected = match option("SERVICE_EXPECTED_STATUS_") {
+        (var, Some(v)) => parse_expected_status(&v).unwrap_or_else(|m| {
+            fail(&var, m);
+            ExpectedStatus::default()
+        }),
+        (_, None) => ExpectedStatus::default(),
+    };
+    let use_override = match option("SERVICE_DNS_OVERRIDE_") {
+        (var, Some(v)) => parse_bool(&v).unwrap_or_else(|| {
+            fail(&var, format!("expected true or false, got {v:?}"));
+            true
+        }),
+        (_, None) => true,
+    };
+    HttpOptions {
+        headers,
+        method,
+        expected,
+        use_override,
+    }
+}
+
 pub(crate) fn targets(
     env: &BTreeMap<String, String>,
     default_timeout: Duration,
@@ -376,6 +424,11 @@ pub(crate) fn targets(
         let kind = match address {
             Err(msg) => {
                 fail(key, msg);
+                // Still check the HTTP options, so every mistake is reported at once
+                // rather than one more after each fix.
+                if !raw.trim_start().starts_with("docker:") {
+                    http_options(&option, &mut fail);
+                }
                 continue;
             }
             Ok(Address::Push) => {
@@ -407,34 +460,12 @@ pub(crate) fn targets(
                 TargetKind::Docker { container }
             }
             Ok(Address::Http(url)) => {
-                let headers = match option("SERVICE_HEADERS_") {
-                    (var, Some(v)) => parse_headers(&v).unwrap_or_else(|m| {
-                        fail(&var, m);
-                        Vec::new()
-                    }),
-                    (_, None) => Vec::new(),
-                };
-                let method = match option("SERVICE_METHOD_") {
-                    (var, Some(v)) => parse_method(&v).unwrap_or_else(|m| {
-                        fail(&var, m);
-                        ProbeMethod::Head
-                    }),
-                    (_, None) => ProbeMethod::Head,
-                };
-                let expected = match option("SERVICE_EXPECTED_STATUS_") {
-                    (var, Some(v)) => parse_expected_status(&v).unwrap_or_else(|m| {
-                        fail(&var, m);
-                        ExpectedStatus::default()
-                    }),
-                    (_, None) => ExpectedStatus::default(),
-                };
-                let use_override = match option("SERVICE_DNS_OVERRIDE_") {
-                    (var, Some(v)) => parse_bool(&v).unwrap_or_else(|| {
-                        fail(&var, format!("expected true or false, got {v:?}"));
-                        true
-                    }),
-                    (_, None) => true,
-                };
+                let HttpOptions {
+                    headers,
+                    method,
+                    expected,
+                    use_override,
+                } = http_options(&option, &mut fail);
                 let dns_override = dns_override
                     .filter(|o| use_override && override_applies(&url, o))
                     .map(|o| (o.ip, o.mode));

@@ -492,3 +492,27 @@ fn a_wrong_scheme_lists_every_kind_of_target() {
         "unsupported scheme \"htp\"; expected http://, https://, docker:<container> or push://"
     );
 }
+
+#[test]
+fn a_bad_url_does_not_hide_the_mistakes_in_its_http_options() {
+    let errors = errors_of(&[
+        ("SERVICE_URL_api", "htp://a.example"),
+        ("SERVICE_HEADERS_api", "Authorization Bearer s3cr3t"),
+        ("SERVICE_METHOD_api", "FETCH"),
+        ("SERVICE_EXPECTED_STATUS_api", "2xx,abc"),
+        ("SERVICE_DNS_OVERRIDE_api", "maybe"),
+    ]);
+    let variables: Vec<&str> = errors.iter().map(|e| e.variable.as_str()).collect();
+    assert_eq!(
+        variables,
+        [
+            "SERVICE_URL_api",
+            "SERVICE_HEADERS_api",
+            "SERVICE_METHOD_api",
+            "SERVICE_EXPECTED_STATUS_api",
+            "SERVICE_DNS_OVERRIDE_api",
+        ],
+        "{errors:?}"
+    );
+    assert!(errors.iter().all(|e| !e.message.contains("s3cr3t")));
+}

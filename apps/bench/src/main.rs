@@ -333,25 +333,11 @@ fn run_scenario(agent_cmd: &AgentCommand, addr: &str, s: &Scenario) -> anyhow::R
         .filter(|c| c.target.url.ends_with("/slow"))
         .filter_map(|c| c.result.latency_ms)
         .collect();
-    let slow_text = if slow.is_empty() {
-        "–".to_owned()
-    } else {
-        format!(
-            "{:.2} / {:.2} ms ({} samples)",
-            percentile(&mut slow, 0.50),
-            percentile(&mut slow, 0.99),
-            slow.len()
-        )
+    let slow_text = match p50_p99(&mut slow) {
+        Some(text) => format!("{text} ({} samples)", slow.len()),
+        None => "–".to_owned(),
     };
-    let held_text = if held.is_empty() {
-        "–".to_owned()
-    } else {
-        format!(
-            "{:.2} / {:.2} ms",
-            percentile(&mut held, 0.50),
-            percentile(&mut held, 0.99)
-        )
-    };
+    let held_text = p50_p99(&mut held).unwrap_or_else(|| "–".to_owned());
     let targets = if s.slow_targets == s.targets {
         format!("{} (all slow)", s.targets)
     } else {
@@ -370,6 +356,17 @@ fn run_scenario(agent_cmd: &AgentCommand, addr: &str, s: &Scenario) -> anyhow::R
         cpu_per_cycle,
         writer_per_cycle,
     ))
+}
+
+/// "p50 / p99 ms" of some latencies, or `None` when there are none.
+fn p50_p99(values: &mut [f64]) -> Option<String> {
+    (!values.is_empty()).then(|| {
+        format!(
+            "{:.2} / {:.2} ms",
+            percentile(values, 0.50),
+            percentile(values, 0.99)
+        )
+    })
 }
 
 fn percentile(values: &mut [f64], p: f64) -> f64 {

@@ -30,6 +30,11 @@ pub use token::{TokenHash, new_token, new_uuid};
 
 /// Bytes of a ping body kept with the event, as healthchecks.io keeps.
 pub const BODY_KEPT: usize = 10 * 1024;
+/// Push connections served at once. Far above what cron jobs and services need, far
+/// below the open-files limit the agent raises for its probes.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// A client gets this long to send a request head; slow or idle connections are closed.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One change for the writer, answered after COMMIT.
 #[derive(Debug)]
@@ -99,6 +104,11 @@ impl Health {
 pub struct Settings {
     pub admin: Option<TokenHash>,
     pub body_limit: usize,
+    /// Open connections served at once; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// How long a connection may take to send a request head, or stay idle between
+    /// requests, before it is closed.
+    pub header_timeout: Duration,
     pub default_period: Duration,
     pub default_grace: Duration,
     /// For read-only queries (ping history).
@@ -123,6 +133,8 @@ impl Settings {
                 .as_ref()
                 .map(|t| TokenHash::of(t.expose())),
             body_limit: config.push.body_limit,
+            max_connections: MAX_CONNECTIONS,
+            header_timeout: HEADER_TIMEOUT,
             default_period: heartbeat_config::DEFAULT_PERIOD,
             default_grace: heartbeat_config::DEFAULT_GRACE,
             db_path: config.sqlite_db_path.clone(),

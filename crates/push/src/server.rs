@@ -35,13 +35,70 @@ pub struct Listener {
 impl Listener {
     /// Serves until `shutdown` resolves; in-flight requests then finish (the caller bounds
     /// how long it waits for that).
+    ///
+    /// Connections are bounded, as the agent's probes share its open-files limit: at
+    /// [`Settings::max_connections`](crate::Settings) no more are accepted until one
+    /// closes, and a connection that has not sent a whole request head within
+    /// [`Settings::header_timeout`](crate::Settings), including an idle keep-alive one,
+    /// is closed. (axum's `serve` has neither.)
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(shutdown)
-            .await
+        let settings = &self.state.settings;
+        let max = u32::try_from(settings.max_connections.max(1)).unwrap_or(u32::MAX);
+        let header_timeout = settings.header_timeout;
+        let slots = Arc::new(tokio::sync::Semaphore::new(max as usize));
+        let service = hyper_util::service::TowerToHyperService::new(router(self.state.clone()));
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let slot = tokio::select! {
+                () = &mut shutdown => break,
+                slot = slots.clone().acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => break,
+                },
+            };
+            let (stream, _) = tokio::select! {
+                () = &mut shutdown => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    // Out of file descriptors or a connection reset before it was
+                    // accepted: keep serving the others.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "push listener: accept failed");
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let service = service.clone();
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                let _slot = slot;
+                // HTTP/1 only: with protocol detection, a connection that sends nothing
+                // would wait in detection, before the header timeout applies.
+                let mut builder = hyper::server::conn::http1::Builder::new();
+                builder
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(header_timeout);
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let connection = builder.serve_connection(io, service);
+                let mut connection = std::pin::pin!(connection);
+                tokio::select! {
+                    _ = connection.as_mut() => return,
+                    _ = stop.wait_for(|stopped| *stopped) => {}
+                }
+                connection.as_mut().graceful_shutdown();
+                let _ = connection.await;
+            });
+        }
+        // In-flight requests finish; idle connections close at once. Every slot back
+        // means every connection is done.
+        let _ = stop_tx.send(true);
+        let _ = slots.acquire_many(max).await;
+        Ok(())
     }
 }
 

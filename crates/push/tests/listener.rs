@@ -1,0 +1,129 @@
+//! The push listener's connection handling, on a real socket: slow and idle connections
+//! are closed after the header timeout, and connections over the bound wait for a slot.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use heartbeat_push::{Health, Listener, PushState, RateLimit, Registry, Settings};
+use jiff::tz::TimeZone;
+
+/// A listener on 127.0.0.1:0 with these limits, served on its own runtime thread.
+/// The returned guard stops it when dropped.
+fn serve(max_connections: usize, header_timeout: Duration) -> (SocketAddr, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Arc::new(Registry::new(
+        Vec::new(),
+        TimeZone::UTC,
+        RateLimit {
+            rate_per_sec: 0.0,
+            burst: 1,
+        },
+    ));
+    let settings = Settings {
+        admin: None,
+        body_limit: 1 << 20,
+        max_connections,
+        header_timeout,
+        default_period: Duration::from_secs(60),
+        default_grace: Duration::from_secs(60),
+        db_path: dir.path().join("metrics.db"),
+    };
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    std_listener.set_nonblocking(true).unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            // Nothing is ever written: no request here reaches the writer.
+            let (jobs, _unused) = tokio::sync::mpsc::channel(1);
+            let now_ms = jiff::Timestamp::now().as_millisecond();
+            let state = Arc::new(PushState {
+                registry,
+                jobs,
+                health: Arc::new(Health::new(Duration::from_secs(10), now_ms)),
+                settings,
+            });
+            let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+            let _ = Listener { listener, state }
+                .serve(std::future::pending())
+                .await;
+        });
+    });
+    (addr, dir)
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).unwrap();
+    // Far longer than any timeout under test: a server that never closes fails the test.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+}
+
+/// Reads until the server closes the connection; what it sent first.
+fn read_until_closed(stream: &mut TcpStream) -> String {
+    let mut text = String::new();
+    match stream.read_to_string(&mut text) {
+        Ok(_) => text,
+        Err(e) => panic!("the server kept the connection open: {e} (got {text:?})"),
+    }
+}
+
+const HEALTH: &[u8] = b"GET /health HTTP/1.1\r\nHost: push\r\n\r\n";
+
+#[test]
+fn slow_and_idle_connections_are_closed_after_the_header_timeout() {
+    let (addr, _dir) = serve(16, Duration::from_millis(300));
+    // Nothing sent at all.
+    let mut silent = connect(addr);
+    assert_eq!(read_until_closed(&mut silent), "");
+    // Half a request head, then nothing.
+    let mut slow = connect(addr);
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: pu").unwrap();
+    assert_eq!(read_until_closed(&mut slow), "");
+    // A whole request is answered; the kept-alive connection is then closed when idle.
+    let mut idle = connect(addr);
+    idle.write_all(HEALTH).unwrap();
+    let answer = read_until_closed(&mut idle);
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert!(answer.contains("\"status\":\"ok\""), "{answer}");
+}
+
+#[test]
+fn connections_over_the_bound_wait_until_one_closes() {
+    let (addr, _dir) = serve(2, Duration::from_secs(60));
+    // Two idle connections take both slots (accepted in order from the kernel's queue).
+    let first = connect(addr);
+    let mut second = connect(addr);
+    second.write_all(HEALTH).unwrap();
+    let mut head = [0u8; 15];
+    second.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200 OK", "the second connection is served");
+    // A third waits in the accept queue: not answered while both are open.
+    let mut third = connect(addr);
+    third.write_all(HEALTH).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let waiting = third.read(&mut byte);
+    assert!(
+        matches!(&waiting, Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)),
+        "the third connection was served while both slots were taken: {waiting:?}"
+    );
+    // Closing one frees its slot, and the third is served.
+    drop(first);
+    third
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut head = [0u8; 15];
+    third.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200 OK");
+}

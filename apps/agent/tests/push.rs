@@ -448,6 +448,70 @@ fn uptime_kuma_and_heartbeat_central_styles() {
 }
 
 #[test]
+fn updates_racing_a_completion_never_reopen_the_task() {
+    let rt = support::runtime();
+    let agent = PushAgent::start(&[("PUSH_RATE_LIMIT", "0")]);
+    let c = Client::new();
+    let svc = format!("{}/api/services", agent.base);
+    rt.block_on(async {
+        let (code, v) = api(
+            &c,
+            Method::POST,
+            svc.clone(),
+            Some(json!({"name": "racer"})),
+            Some(ADMIN),
+        )
+        .await;
+        assert_eq!(code, StatusCode::CREATED, "{v}");
+        let id = v["service_id"].as_str().unwrap().to_owned();
+        let token = v["token"].as_str().unwrap().to_owned();
+        for round in 0..5 {
+            let (code, t) = api(
+                &c,
+                Method::POST,
+                format!("{svc}/{id}/progress"),
+                Some(json!({"task_name": format!("import {round}"), "total_steps": 100})),
+                Some(&token),
+            )
+            .await;
+            assert_eq!(code, StatusCode::CREATED, "{t}");
+            let task = format!("{svc}/{id}/progress/{}", t["task_id"].as_str().unwrap());
+            // Updates sent together with the completion, from separate connections.
+            let mut requests = tokio::task::JoinSet::new();
+            for step in 0..20 {
+                // The completion goes out in the middle of the updates.
+                let url = if step == 10 {
+                    format!("{task}/complete")
+                } else {
+                    task.clone()
+                };
+                let body = (step != 10).then(|| json!({"current_step": step, "status": "running"}));
+                let (c, token) = (c.clone(), token.clone());
+                requests
+                    .spawn(async move { api(&c, Method::POST, url, body, Some(&token)).await.0 });
+            }
+            while let Some(code) = requests.join_next().await {
+                let code = code.unwrap();
+                assert!(
+                    code == StatusCode::OK || code == StatusCode::CONFLICT,
+                    "{code}"
+                );
+            }
+            let (code, v) = api(&c, Method::GET, task.clone(), None, Some(&token)).await;
+            assert_eq!(code, StatusCode::OK);
+            assert_eq!(v["status"], "completed", "round {round}: {v}");
+        }
+    });
+    // What is stored agrees with what was answered.
+    let stored = ReadStore::open(&agent.db)
+        .unwrap()
+        .push_latest_task("racer")
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.status, "completed", "{stored:?}");
+}
+
+#[test]
 fn laneswap_api_registers_beats_tracks_progress_and_deletes() {
     let rt = support::runtime();
     let agent = PushAgent::start(&[]);

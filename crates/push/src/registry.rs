@@ -106,6 +106,9 @@ struct Inner {
 #[derive(Debug)]
 pub struct Registry {
     inner: Mutex<Inner>,
+    /// Held across a progress task's read, change and commit, so an update racing the
+    /// task's completion cannot reopen it.
+    pub(crate) task_changes: tokio::sync::Mutex<()>,
     tz: TimeZone,
     limit: RateLimit,
     admin_bucket: Mutex<Bucket>,
@@ -139,6 +142,7 @@ impl Registry {
         }
         Registry {
             inner: Mutex::new(inner),
+            task_changes: tokio::sync::Mutex::new(()),
             tz,
             limit,
             admin_bucket: Mutex::new(Bucket::new(limit)),

@@ -1047,6 +1047,7 @@ async fn update_task(
     let run = async {
         require_service(&s, &headers, &id)?;
         let b: UpdateTask = parse_json(&read_body(&s, body).await?)?;
+        let _changing = s.registry.task_changes.lock().await;
         let mut task = open_task(&s, &id, &task_id)?;
         if !(0..=task.total_steps).contains(&b.current_step) {
             return Err(ApiError::BadRequest(format!(
@@ -1084,6 +1085,7 @@ async fn finish(
     b: FinishTask,
     fail: bool,
 ) -> Result<(StatusCode, Value), ApiError> {
+    let _changing = s.registry.task_changes.lock().await;
     let mut task = open_task(s, id, task_id)?;
     let failed = fail
         || match b.status.as_deref().map(str::trim) {

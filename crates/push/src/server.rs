@@ -64,11 +64,16 @@ impl Listener {
                 () = &mut shutdown => break,
                 accepted = self.listener.accept() => match accepted {
                     Ok(accepted) => accepted,
-                    // Out of file descriptors or a connection reset before it was
-                    // accepted: keep serving the others.
+                    // A connection reset before it was accepted: only that one is lost.
+                    Err(e) if is_connection_error(&e) => continue,
+                    // Out of file descriptors, say: accept would fail again at once, so
+                    // pause rather than spin, and keep serving the open connections.
                     Err(e) => {
-                        tracing::warn!(error = %e, "push listener: accept failed");
-                        continue;
+                        tracing::warn!(error = %e, "push listener: accept failed; retrying in 1 s");
+                        tokio::select! {
+                            () = &mut shutdown => break,
+                            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
+                        }
                     }
                 },
             };
@@ -100,6 +105,15 @@ impl Listener {
         let _ = slots.acquire_many(max).await;
         Ok(())
     }
+}
+
+/// Errors of one incoming connection, after which the listener itself is fine.
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    )
 }
 
 pub fn router(state: Arc<PushState>) -> Router {

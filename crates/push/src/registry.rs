@@ -183,21 +183,23 @@ impl Registry {
             .map_err(Denied::RateLimited)
     }
 
-    /// Run duration for an end event: since the open start with the same `rid` (or, without
-    /// one, the newest start without one). Changes nothing: the run is closed by [`record`]
-    /// once the end is committed, so an end whose commit fails leaves the run open.
+    /// The start of the run an end event closes: the open start with the same `rid` (or,
+    /// without one, the newest start without one). Changes nothing: [`record`] closes
+    /// exactly that run once the end is committed, so an end whose commit fails leaves it
+    /// open.
     ///
     /// [`record`]: Registry::record
-    pub fn run_duration(&self, service_id: &str, rid: Option<&str>, end_ms: i64) -> Option<f64> {
+    pub fn open_run_start(&self, service_id: &str, rid: Option<&str>) -> Option<i64> {
         let inner = self.lock();
         let entry = inner.by_id.get(service_id)?;
         let key = rid.unwrap_or("");
         let (_, start) = entry.open_runs.iter().rev().find(|(r, _)| r == key)?;
-        Some((end_ms - start).max(0) as f64)
+        Some(*start)
     }
 
-    /// Applies a committed event.
-    pub fn record(&self, e: &PushEvent) {
+    /// Applies a committed event; `closes` is the start of the run it ended, as
+    /// [`open_run_start`](Registry::open_run_start) found it.
+    pub fn record(&self, e: &PushEvent, closes: Option<i64>) {
         let mut inner = self.lock();
         let Some(entry) = inner.by_id.get_mut(&e.service_id) else {
             return;
@@ -215,7 +217,12 @@ impl Registry {
             PushEventKind::Log => {}
             _ => {
                 let key = e.rid.as_deref().unwrap_or("");
-                if let Some(pos) = entry.open_runs.iter().rposition(|(r, _)| r == key) {
+                if let Some(start) = closes
+                    && let Some(pos) = entry
+                        .open_runs
+                        .iter()
+                        .position(|(r, s)| r == key && *s == start)
+                {
                     entry.open_runs.remove(pos);
                 }
                 if entry.last_life.as_ref().is_none_or(|l| l.ts_ms <= e.ts_ms) {
@@ -394,17 +401,26 @@ mod tests {
     #[test]
     fn a_run_stays_open_until_its_end_is_committed() {
         let r = registry();
-        r.record(&event(PushEventKind::Start, Some("a"), 1_000));
-        r.record(&event(PushEventKind::Start, None, 2_000));
-        // An end whose commit then fails: asking for its duration closes nothing.
-        assert_eq!(r.run_duration("backup", Some("a"), 5_000), Some(4_000.0));
-        assert_eq!(r.run_duration("backup", Some("a"), 6_000), Some(5_000.0));
-        // The committed end closes run "a" only; the run without an id stays open.
-        r.record(&event(PushEventKind::Success, Some("a"), 6_000));
-        assert_eq!(r.run_duration("backup", Some("a"), 7_000), None);
-        assert_eq!(r.run_duration("backup", None, 7_000), Some(5_000.0));
-        r.record(&event(PushEventKind::Fail, None, 7_000));
-        assert_eq!(r.run_duration("backup", None, 8_000), None);
-        assert_eq!(r.run_duration("unknown", None, 8_000), None);
+        r.record(&event(PushEventKind::Start, Some("a"), 1_000), None);
+        r.record(&event(PushEventKind::Start, None, 2_000), None);
+        // An end whose commit then fails: looking up its run closes nothing.
+        assert_eq!(r.open_run_start("backup", Some("a")), Some(1_000));
+        assert_eq!(r.open_run_start("backup", Some("a")), Some(1_000));
+        // A newer start with the same id arrives before the end commits: the end still
+        // closes the run it was paired with, and the newer one stays open.
+        r.record(&event(PushEventKind::Start, Some("a"), 3_000), None);
+        r.record(
+            &event(PushEventKind::Success, Some("a"), 6_000),
+            Some(1_000),
+        );
+        assert_eq!(r.open_run_start("backup", Some("a")), Some(3_000));
+        // Only run "a" was touched; the run without an id is still open.
+        assert_eq!(r.open_run_start("backup", None), Some(2_000));
+        r.record(&event(PushEventKind::Fail, None, 7_000), Some(2_000));
+        assert_eq!(r.open_run_start("backup", None), None);
+        // An end with its own duration (no paired start) closes nothing.
+        r.record(&event(PushEventKind::Success, Some("a"), 8_000), None);
+        assert_eq!(r.open_run_start("backup", Some("a")), Some(3_000));
+        assert_eq!(r.open_run_start("unknown", None), None);
     }
 }

@@ -45,11 +45,12 @@ impl Listener {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let settings = &self.state.settings;
+        let Listener { listener, state } = self;
+        let settings = &state.settings;
         let max = u32::try_from(settings.max_connections.max(1)).unwrap_or(u32::MAX);
         let header_timeout = settings.header_timeout;
         let slots = Arc::new(tokio::sync::Semaphore::new(max as usize));
-        let service = hyper_util::service::TowerToHyperService::new(router(self.state.clone()));
+        let service = hyper_util::service::TowerToHyperService::new(router(state.clone()));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
@@ -62,7 +63,7 @@ impl Listener {
             };
             let (stream, _) = tokio::select! {
                 () = &mut shutdown => break,
-                accepted = self.listener.accept() => match accepted {
+                accepted = listener.accept() => match accepted {
                     Ok(accepted) => accepted,
                     // A connection reset before it was accepted: only that one is lost.
                     Err(e) if is_connection_error(&e) => continue,
@@ -99,8 +100,9 @@ impl Listener {
                 let _ = connection.await;
             });
         }
-        // In-flight requests finish; idle connections close at once. Every slot back
-        // means every connection is done.
+        // New connections are refused from now on, in-flight requests finish and idle
+        // connections close at once. Every slot back means every connection is done.
+        drop(listener);
         let _ = stop_tx.send(true);
         let _ = slots.acquire_many(max).await;
         Ok(())
@@ -244,6 +246,17 @@ async fn read_body(s: &PushState, body: Body) -> Result<Bytes, ApiError> {
     })
 }
 
+/// Runs a request's work on its own task, so it finishes even when the client goes away
+/// (and hyper drops the handler): a commit once queued must reach the in-memory registry
+/// too, or the registry and the database disagree (a completed task shown as running).
+async fn detached<T: Send + 'static>(
+    work: impl Future<Output = Result<T, ApiError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::spawn(work)
+        .await
+        .unwrap_or_else(|_| Err(ApiError::Internal("the request's task failed".into())))
+}
+
 /// Sends one op to the writer and waits for its COMMIT.
 async fn commit(s: &PushState, op: PushOp) -> Result<(), ApiError> {
     let (reply, rx) = tokio::sync::oneshot::channel();
@@ -275,13 +288,13 @@ struct Ping {
 
 async fn submit(s: &PushState, service_id: String, p: Ping) -> Result<i64, ApiError> {
     let ts_ms = now_ms();
-    let duration_ms = match p.duration_ms {
-        Some(d) => Some(d),
-        None if p.kind.is_end() => s
-            .registry
-            .run_duration(&service_id, p.rid.as_deref(), ts_ms),
-        None => None,
+    let closes = match p.duration_ms {
+        None if p.kind.is_end() => s.registry.open_run_start(&service_id, p.rid.as_deref()),
+        _ => None,
     };
+    let duration_ms = p
+        .duration_ms
+        .or(closes.map(|start| (ts_ms - start).max(0) as f64));
     let event = PushEvent {
         service_id,
         ts_ms,
@@ -294,7 +307,7 @@ async fn submit(s: &PushState, service_id: String, p: Ping) -> Result<i64, ApiEr
         body: p.body,
     };
     commit(s, PushOp::Event(event.clone())).await?;
-    s.registry.record(&event);
+    s.registry.record(&event, closes);
     Ok(ts_ms)
 }
 
@@ -395,7 +408,7 @@ async fn hc_success(
     RawQuery(q): RawQuery,
     body: Body,
 ) -> Response {
-    hc_answer(hc(&s, &token, None, q, body).await)
+    hc_answer(detached(async move { hc(&s, &token, None, q, body).await }).await)
 }
 
 async fn hc_action(
@@ -404,13 +417,13 @@ async fn hc_action(
     RawQuery(q): RawQuery,
     body: Body,
 ) -> Response {
-    hc_answer(hc(&s, &token, Some(&action), q, body).await)
+    hc_answer(detached(async move { hc(&s, &token, Some(&action), q, body).await }).await)
 }
 
 // ---------------------------------------------------------------- Uptime Kuma
 
 async fn kuma(State(s): Shared, Path(token): Path<String>, RawQuery(q): RawQuery) -> Response {
-    let run = async {
+    let run = async move {
         let id = s
             .registry
             .authorize(&TokenHash::of(&token))
@@ -459,7 +472,7 @@ async fn kuma(State(s): Shared, Path(token): Path<String>, RawQuery(q): RawQuery
         )
         .await
     };
-    match run.await {
+    match detached(run).await {
         Ok(_) => axum::Json(json!({"ok": true})).into_response(),
         Err(e) => e.kuma(),
     }
@@ -468,7 +481,7 @@ async fn kuma(State(s): Shared, Path(token): Path<String>, RawQuery(q): RawQuery
 // ---------------------------------------------------------------- Heartbeat Central
 
 async fn central(State(s): Shared, Path(token): Path<String>, body: Body) -> Response {
-    let run = async {
+    let run = async move {
         let id = s
             .registry
             .authorize(&TokenHash::of(&token))
@@ -494,7 +507,7 @@ async fn central(State(s): Shared, Path(token): Path<String>, body: Body) -> Res
         };
         submit(&s, id, ping).await
     };
-    match run.await {
+    match detached(run).await {
         Ok(_) => axum::Json(json!({"ok": true})).into_response(),
         Err(e) => e.kuma(),
     }
@@ -682,7 +695,7 @@ struct RegisterBody {
 }
 
 async fn register(State(s): Shared, headers: HeaderMap, body: Body) -> Response {
-    let run = async {
+    let run = async move {
         require_admin(&s, &headers)?;
         let b: RegisterBody = parse_json(&read_body(&s, body).await?)?;
         let name = b.name.trim();
@@ -746,7 +759,7 @@ async fn register(State(s): Shared, headers: HeaderMap, body: Body) -> Response 
         v["token"] = Value::String(token.expose().to_owned());
         Ok((StatusCode::CREATED, v))
     };
-    json_answer(run.await)
+    json_answer(detached(run).await)
 }
 
 async fn list_services(State(s): Shared, headers: HeaderMap) -> Response {
@@ -771,7 +784,7 @@ async fn get_service(State(s): Shared, headers: HeaderMap, Path(id): Path<String
 }
 
 async fn delete_service(State(s): Shared, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let run = async {
+    let run = async move {
         require_admin(&s, &headers)?;
         match s.registry.with(&id, |e| e.def.source) {
             None => return Err(ApiError::NotFound),
@@ -792,7 +805,7 @@ async fn delete_service(State(s): Shared, headers: HeaderMap, Path(id): Path<Str
         s.registry.remove(&id);
         Ok((StatusCode::OK, json!({"deleted": id})))
     };
-    json_answer(run.await)
+    json_answer(detached(run).await)
 }
 
 #[derive(Debug, Deserialize)]
@@ -845,7 +858,7 @@ async fn laneswap_heartbeat(
     Path(id): Path<String>,
     body: Body,
 ) -> Response {
-    let run = async {
+    let run = async move {
         require_service(&s, &headers, &id)?;
         let b: HeartbeatBody = parse_json(&read_body(&s, body).await?)?;
         let metadata = b.metadata.clone().unwrap_or(Value::Null);
@@ -862,7 +875,7 @@ async fn laneswap_heartbeat(
             }),
         ))
     };
-    json_answer(run.await)
+    json_answer(detached(run).await)
 }
 
 async fn pings(
@@ -871,7 +884,7 @@ async fn pings(
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    let run = async {
+    let run = async move {
         require_service(&s, &headers, &id)?;
         let q = query(q.as_deref());
         let limit = match q.get("limit") {
@@ -907,7 +920,7 @@ async fn pings(
             .collect();
         Ok((StatusCode::OK, json!({"pings": list})))
     };
-    json_answer(run.await)
+    json_answer(detached(run).await)
 }
 
 // ---------------------------------------------------------------- progress tasks
@@ -985,7 +998,7 @@ async fn start_task(
     Path(id): Path<String>,
     body: Body,
 ) -> Response {
-    let run = async {
+    let run = async move {
         require_service(&s, &headers, &id)?;
         let b: StartTask = parse_json(&read_body(&s, body).await?)?;
         if b.task_name.trim().is_empty() || b.task_name.len() > 200 {
@@ -1016,7 +1029,7 @@ async fn start_task(
         };
         Ok((StatusCode::CREATED, save_task(&s, task, false).await?))
     };
-    json_answer(run.await)
+    json_answer(detached(run).await)
 }
 
 async fn list_tasks(State(s): Shared, headers: HeaderMap, Path(id): Path<String>) -> Response {
@@ -1058,7 +1071,7 @@ async fn update_task(
     Path((id, task_id)): Path<(String, String)>,
     body: Body,
 ) -> Response {
-    let run = async {
+    let run = async move {
         require_service(&s, &headers, &id)?;
         let b: UpdateTask = parse_json(&read_body(&s, body).await?)?;
         let _changing = s.registry.task_changes.lock().await;
@@ -1089,7 +1102,7 @@ async fn update_task(
         task.updated_at_ms = now_ms();
         Ok((StatusCode::OK, save_task(&s, task, false).await?))
     };
-    json_answer(run.await)
+    json_answer(detached(run).await)
 }
 
 async fn finish(
@@ -1140,12 +1153,12 @@ async fn finish_task(
     fail: bool,
 ) -> Response {
     let (State(s), Path((id, task_id))) = (s, ids);
-    let run = async {
+    let run = async move {
         require_service(&s, &headers, &id)?;
         let b: FinishTask = optional_json(&read_body(&s, body).await?)?;
         finish(&s, &id, &task_id, b, fail).await
     };
-    json_answer(run.await)
+    json_answer(detached(run).await)
 }
 
 #[cfg(test)]

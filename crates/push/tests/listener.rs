@@ -10,9 +10,16 @@ use std::time::Duration;
 use heartbeat_push::{Health, Listener, PushState, RateLimit, Registry, Settings};
 use jiff::tz::TimeZone;
 
-/// A listener on 127.0.0.1:0 with these limits, served on its own runtime thread.
-/// The returned guard stops it when dropped.
-fn serve(max_connections: usize, header_timeout: Duration) -> (SocketAddr, tempfile::TempDir) {
+/// A listener on 127.0.0.1:0 with these limits, served on its own runtime thread until
+/// `stop` fires (or is dropped); the thread ends when `serve` returns.
+struct Served {
+    addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+fn serve(max_connections: usize, header_timeout: Duration) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let registry = Arc::new(Registry::new(
         Vec::new(),
@@ -34,7 +41,8 @@ fn serve(max_connections: usize, header_timeout: Duration) -> (SocketAddr, tempf
     let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     std_listener.set_nonblocking(true).unwrap();
     let addr = std_listener.local_addr().unwrap();
-    std::thread::spawn(move || {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -50,12 +58,18 @@ fn serve(max_connections: usize, header_timeout: Duration) -> (SocketAddr, tempf
                 settings,
             });
             let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
-            let _ = Listener { listener, state }
-                .serve(std::future::pending())
-                .await;
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            Listener { listener, state }.serve(shutdown).await.unwrap();
         });
     });
-    (addr, dir)
+    Served {
+        addr,
+        stop,
+        thread,
+        _dir: dir,
+    }
 }
 
 fn connect(addr: SocketAddr) -> TcpStream {
@@ -80,7 +94,8 @@ const HEALTH: &[u8] = b"GET /health HTTP/1.1\r\nHost: push\r\n\r\n";
 
 #[test]
 fn slow_and_idle_connections_are_closed_after_the_header_timeout() {
-    let (addr, _dir) = serve(16, Duration::from_millis(300));
+    let served = serve(16, Duration::from_millis(300));
+    let addr = served.addr;
     // Nothing sent at all.
     let mut silent = connect(addr);
     assert_eq!(read_until_closed(&mut silent), "");
@@ -98,7 +113,8 @@ fn slow_and_idle_connections_are_closed_after_the_header_timeout() {
 
 #[test]
 fn connections_over_the_bound_wait_until_one_closes() {
-    let (addr, _dir) = serve(2, Duration::from_secs(60));
+    let served = serve(2, Duration::from_secs(60));
+    let addr = served.addr;
     // Two idle connections take both slots (accepted in order from the kernel's queue).
     let first = connect(addr);
     let mut second = connect(addr);
@@ -126,4 +142,24 @@ fn connections_over_the_bound_wait_until_one_closes() {
     let mut head = [0u8; 15];
     third.read_exact(&mut head).unwrap();
     assert_eq!(&head, b"HTTP/1.1 200 OK");
+}
+
+#[test]
+fn shutdown_closes_idle_connections_refuses_new_ones_and_returns() {
+    let served = serve(16, Duration::from_secs(60));
+    let addr = served.addr;
+    let mut silent = connect(addr);
+    let mut kept_alive = connect(addr);
+    kept_alive.write_all(HEALTH).unwrap();
+    let mut head = [0u8; 15];
+    kept_alive.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200 OK");
+    served.stop.send(()).unwrap();
+    // `serve` returns although both connections were open (joined, not timed).
+    served.thread.join().unwrap();
+    assert_eq!(read_until_closed(&mut silent), "");
+    let rest = read_until_closed(&mut kept_alive);
+    assert!(!rest.contains("HTTP/1.1"), "no second answer: {rest:?}");
+    let refused = TcpStream::connect(addr);
+    assert!(refused.is_err(), "the listener is closed after shutdown");
 }

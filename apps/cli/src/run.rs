@@ -16,6 +16,16 @@ pub const DEFAULT_TAIL: usize = 10 * 1024;
 /// After the command exits, how long output still held open by its own children is read.
 const DRAIN: Duration = Duration::from_secs(2);
 
+/// Waits for the pipe readers to finish, for at most `limit` in all: a background process
+/// of the job may keep a pipe open for ever. One deadline for every pipe, so a job that
+/// holds both costs `limit`, not twice that.
+async fn drain(readers: Vec<tokio::task::JoinHandle<()>>, limit: Duration) {
+    let drained_by = tokio::time::Instant::now() + limit;
+    for r in readers {
+        let _ = tokio::time::timeout_at(drained_by, r).await;
+    }
+}
+
 /// The last `cap` bytes of the output, stdout and stderr interleaved as they arrived.
 #[derive(Debug)]
 struct Tail {
@@ -134,12 +144,7 @@ pub async fn run(client: &Client, url: &Url, command: &[OsString], tail_cap: usi
         readers.push(tokio::spawn(tee(err, tokio::io::stderr(), tail.clone())));
     }
     let status = wait_forwarding_signals(&mut child).await;
-    // A background process of the job may keep a pipe open for ever; stop reading then.
-    // One deadline for both pipes, so a job that holds both costs DRAIN, not twice that.
-    let drained_by = tokio::time::Instant::now() + DRAIN;
-    for r in readers {
-        let _ = tokio::time::timeout_at(drained_by, r).await;
-    }
+    drain(readers, DRAIN).await;
     let code = match status {
         Ok(st) => exit_code(st),
         Err(e) => {
@@ -202,6 +207,20 @@ async fn wait_forwarding_signals(child: &mut tokio::process::Child) -> std::io::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn pipes_held_open_are_drained_for_one_limit_in_all() {
+        let held_open = || tokio::spawn(std::future::pending::<()>());
+        let finished = tokio::spawn(async {});
+        let started = tokio::time::Instant::now();
+        drain(
+            vec![held_open(), finished, held_open()],
+            Duration::from_secs(2),
+        )
+        .await;
+        // Paused time: exactly the virtual time waited.
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+    }
 
     #[test]
     fn tail_keeps_the_last_bytes_across_pushes() {

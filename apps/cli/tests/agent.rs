@@ -109,7 +109,8 @@ async fn a_background_process_holding_the_output_open_does_not_hold_the_run() {
         .arg(background.trim())
         .status();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    // Reading stops 2 s after the job's exit, for both pipes together.
+    // Reading stops after the drain limit instead of waiting for the background child
+    // (the shared deadline itself is checked exactly by a unit test in src/run.rs).
     assert!(took < Duration::from_secs(30), "took {took:?}");
     let ev = events(&agent).await;
     assert_eq!(ev[0]["kind"], "success", "{ev:?}");

@@ -22,6 +22,8 @@ pub enum ApiError {
     RateLimited(u64),
     #[error("body: larger than {0} bytes (PUSH_BODY_LIMIT)")]
     TooLarge(usize),
+    #[error("body: not received within {0} s")]
+    BodyTimeout(u64),
     /// The writer is gone: nothing was stored.
     #[error("the database writer is not running; nothing was stored")]
     Unavailable,
@@ -39,6 +41,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

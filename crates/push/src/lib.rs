@@ -33,6 +33,11 @@ pub const BODY_KEPT: usize = 10 * 1024;
 /// Push connections served at once. Far above what cron jobs and services need, far
 /// below the open-files limit the agent raises for its probes.
 pub const MAX_CONNECTIONS: usize = 4096;
+/// Connections of one client address: an eighth of all, so that it takes several
+/// addresses to fill the listener. A reverse proxy in front counts as one client.
+pub const MAX_CONNECTIONS_PER_PEER: usize = MAX_CONNECTIONS / 8;
+/// A request body (at most `PUSH_BODY_LIMIT`) must arrive within this.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// A client gets this long to send a request head; slow or idle connections are closed.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -106,6 +111,10 @@ pub struct Settings {
     pub body_limit: usize,
     /// Open connections served at once; more wait in the kernel's accept queue.
     pub max_connections: usize,
+    /// Open connections of one client address (an IPv6 /64); more are closed at once.
+    pub max_connections_per_peer: usize,
+    /// How long a request body may take to arrive once its token is accepted.
+    pub body_timeout: Duration,
     /// How long a connection may take to send a request head, or stay idle between
     /// requests, before it is closed.
     pub header_timeout: Duration,
@@ -134,6 +143,8 @@ impl Settings {
                 .map(|t| TokenHash::of(t.expose())),
             body_limit: config.push.body_limit,
             max_connections: MAX_CONNECTIONS,
+            max_connections_per_peer: MAX_CONNECTIONS_PER_PEER,
+            body_timeout: BODY_TIMEOUT,
             header_timeout: HEADER_TIMEOUT,
             default_period: heartbeat_config::DEFAULT_PERIOD,
             default_grace: heartbeat_config::DEFAULT_GRACE,

@@ -40,7 +40,9 @@ impl Listener {
     /// [`Settings::max_connections`](crate::Settings) no more are accepted until one
     /// closes, and a connection that has not sent a whole request head within
     /// [`Settings::header_timeout`](crate::Settings), including an idle keep-alive one,
-    /// is closed. (axum's `serve` has neither.)
+    /// is closed. One client address (an IPv6 /64) holds at most
+    /// [`Settings::max_connections_per_peer`](crate::Settings) of them; more from it are
+    /// closed at once. (axum's `serve` has none of this.)
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -50,6 +52,7 @@ impl Listener {
         let max = u32::try_from(settings.max_connections.max(1)).unwrap_or(u32::MAX);
         let header_timeout = settings.header_timeout;
         let slots = Arc::new(tokio::sync::Semaphore::new(max as usize));
+        let peers = Arc::new(PeerCounts::new(settings.max_connections_per_peer));
         let service = hyper_util::service::TowerToHyperService::new(router(state.clone()));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut shutdown = std::pin::pin!(shutdown);
@@ -61,7 +64,7 @@ impl Listener {
                     Err(_) => break,
                 },
             };
-            let (stream, _) = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => accepted,
@@ -78,11 +81,15 @@ impl Listener {
                     }
                 },
             };
+            let Some(peer_slot) = peers.enter(peer.ip()) else {
+                tracing::debug!(peer = %peer.ip(), "push listener: too many connections from one address");
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let service = service.clone();
             let mut stop = stop_rx.clone();
             tokio::spawn(async move {
-                let _slot = slot;
+                let _slots = (slot, peer_slot);
                 // HTTP/1 only: with protocol detection, a connection that sends nothing
                 // would wait in detection, before the header timeout applies.
                 let mut builder = hyper::server::conn::http1::Builder::new();
@@ -106,6 +113,76 @@ impl Listener {
         let _ = stop_tx.send(true);
         let _ = slots.acquire_many(max).await;
         Ok(())
+    }
+}
+
+/// Open connections per client address, so that one client cannot take every slot.
+#[derive(Debug)]
+struct PeerCounts {
+    limit: usize,
+    open: std::sync::Mutex<HashMap<[u16; 4], usize>>,
+}
+
+/// One open connection of a peer; dropping it gives the place back.
+struct PeerSlot {
+    counts: Arc<PeerCounts>,
+    key: [u16; 4],
+}
+
+impl PeerCounts {
+    fn new(limit: usize) -> PeerCounts {
+        PeerCounts {
+            limit: limit.max(1),
+            open: std::sync::Mutex::default(),
+        }
+    }
+
+    /// IPv4 addresses count one by one; IPv6 ones by /64, the block one host usually has.
+    fn key(ip: std::net::IpAddr) -> [u16; 4] {
+        match ip {
+            std::net::IpAddr::V4(v4) => {
+                let [a, b, c, d] = v4.octets();
+                [
+                    0xffff,
+                    0xffff,
+                    u16::from_be_bytes([a, b]),
+                    u16::from_be_bytes([c, d]),
+                ]
+            }
+            std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => PeerCounts::key(std::net::IpAddr::V4(v4)),
+                None => {
+                    let s = v6.segments();
+                    [s[0], s[1], s[2], s[3]]
+                }
+            },
+        }
+    }
+
+    fn enter(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<PeerSlot> {
+        let key = PeerCounts::key(ip);
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(key).or_default();
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(PeerSlot {
+            counts: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut open = self.counts.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
     }
 }
 
@@ -237,13 +314,17 @@ async fn read_body(s: &PushState, body: Body) -> Result<Bytes, ApiError> {
     if axum::body::HttpBody::size_hint(&body).lower() > limit as u64 {
         return Err(ApiError::TooLarge(limit));
     }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        if e.into_inner().is::<http_body_util::LengthLimitError>() {
-            ApiError::TooLarge(limit)
-        } else {
-            ApiError::BadRequest("body: the request body could not be read".into())
-        }
-    })
+    let timeout = s.settings.body_timeout;
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Err(_) => Err(ApiError::BodyTimeout(timeout.as_secs().max(1))),
+        Ok(read) => read.map_err(|e| {
+            if e.into_inner().is::<http_body_util::LengthLimitError>() {
+                ApiError::TooLarge(limit)
+            } else {
+                ApiError::BadRequest("body: the request body could not be read".into())
+            }
+        }),
+    }
 }
 
 /// Runs a request's work on its own task, so it finishes even when the client goes away

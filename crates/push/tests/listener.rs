@@ -7,7 +7,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use heartbeat_push::{Health, Listener, PushState, RateLimit, Registry, Settings};
+use heartbeat_push::{Health, Listener, PushState, RateLimit, Registry, Settings, TokenHash};
+use heartbeat_store::{PushDefinition, PushLoaded, PushSource};
 use jiff::tz::TimeZone;
 
 /// A listener on 127.0.0.1:0 with these limits, served on its own runtime thread until
@@ -19,10 +20,32 @@ struct Served {
     _dir: tempfile::TempDir,
 }
 
+const TOKEN: &str = "listener-token-for-tests-0001";
+
 fn serve(max_connections: usize, header_timeout: Duration) -> Served {
+    serve_with(max_connections, max_connections, header_timeout)
+}
+
+fn serve_with(max_connections: usize, per_peer: usize, header_timeout: Duration) -> Served {
     let dir = tempfile::tempdir().unwrap();
+    let target = PushLoaded {
+        definition: PushDefinition {
+            service_id: "job".into(),
+            name: "job".into(),
+            source: PushSource::Config,
+            token_sha256: TokenHash::of(TOKEN).0,
+            period_ms: 60_000,
+            grace_ms: 60_000,
+            schedule: None,
+            metadata: None,
+            created_at_ms: 0,
+        },
+        last_life: None,
+        open_start: None,
+        tasks: Vec::new(),
+    };
     let registry = Arc::new(Registry::new(
-        Vec::new(),
+        vec![target],
         TimeZone::UTC,
         RateLimit {
             rate_per_sec: 0.0,
@@ -33,7 +56,10 @@ fn serve(max_connections: usize, header_timeout: Duration) -> Served {
         admin: None,
         body_limit: 1 << 20,
         max_connections,
+        max_connections_per_peer: per_peer,
         header_timeout,
+        // Bodies in these tests either come at once or never.
+        body_timeout: Duration::from_millis(300),
         default_period: Duration::from_secs(60),
         default_grace: Duration::from_secs(60),
         db_path: dir.path().join("metrics.db"),
@@ -162,4 +188,63 @@ fn shutdown_closes_idle_connections_refuses_new_ones_and_returns() {
     assert!(!rest.contains("HTTP/1.1"), "no second answer: {rest:?}");
     let refused = TcpStream::connect(addr);
     assert!(refused.is_err(), "the listener is closed after shutdown");
+}
+
+/// A connection to `addr` from the loopback address `from` (any of 127.0.0.0/8).
+fn connect_from(from: &str, addr: SocketAddr) -> TcpStream {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+        socket.connect(addr).await.unwrap().into_std().unwrap()
+    });
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+}
+
+#[test]
+fn one_address_cannot_take_every_connection() {
+    let served = serve_with(16, 2, Duration::from_secs(60));
+    let addr = served.addr;
+    let _first = connect_from("127.0.0.1", addr);
+    let _second = connect_from("127.0.0.1", addr);
+    // A third from the same address is closed without an answer...
+    let mut third = connect_from("127.0.0.1", addr);
+    let _ = third.write_all(HEALTH);
+    let mut answer = Vec::new();
+    let read = third.read_to_end(&mut answer);
+    assert!(
+        answer.is_empty()
+            && (read.is_ok()
+                || read
+                    .as_ref()
+                    .is_err_and(|e| e.kind() == ErrorKind::ConnectionReset)),
+        "{read:?} {answer:?}"
+    );
+    // ...while another address is served.
+    let mut other = connect_from("127.0.0.2", addr);
+    other.write_all(HEALTH).unwrap();
+    let mut head = [0u8; 15];
+    other.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200 OK");
+}
+
+#[test]
+fn a_body_that_never_comes_gets_408() {
+    let served = serve(16, Duration::from_secs(60));
+    let mut stream = connect(served.addr);
+    write!(
+        stream,
+        "POST /ping/{TOKEN} HTTP/1.1\r\nHost: push\r\nContent-Length: 100\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = [0u8; 24];
+    stream.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 408 Request Tim");
 }

@@ -118,6 +118,15 @@ fn read_until_closed(stream: &mut TcpStream) -> String {
 
 const HEALTH: &[u8] = b"GET /health HTTP/1.1\r\nHost: push\r\n\r\n";
 
+/// Sends `GET /health` and checks that the answer starts with a 200 status line
+/// (the connection stays open).
+fn assert_served(stream: &mut TcpStream, what: &str) {
+    stream.write_all(HEALTH).unwrap();
+    let mut head = [0u8; 15];
+    stream.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200 OK", "{what}");
+}
+
 #[test]
 fn slow_and_idle_connections_are_closed_after_the_header_timeout() {
     let served = serve(16, Duration::from_millis(300));
@@ -144,10 +153,7 @@ fn connections_over_the_bound_wait_until_one_closes() {
     // Two idle connections take both slots (accepted in order from the kernel's queue).
     let first = connect(addr);
     let mut second = connect(addr);
-    second.write_all(HEALTH).unwrap();
-    let mut head = [0u8; 15];
-    second.read_exact(&mut head).unwrap();
-    assert_eq!(&head, b"HTTP/1.1 200 OK", "the second connection is served");
+    assert_served(&mut second, "the second connection is served");
     // A third waits in the accept queue: not answered while both are open.
     let mut third = connect(addr);
     third.write_all(HEALTH).unwrap();
@@ -176,10 +182,7 @@ fn shutdown_closes_idle_connections_refuses_new_ones_and_returns() {
     let addr = served.addr;
     let mut silent = connect(addr);
     let mut kept_alive = connect(addr);
-    kept_alive.write_all(HEALTH).unwrap();
-    let mut head = [0u8; 15];
-    kept_alive.read_exact(&mut head).unwrap();
-    assert_eq!(&head, b"HTTP/1.1 200 OK");
+    assert_served(&mut kept_alive, "before the shutdown");
     served.stop.send(()).unwrap();
     // `serve` returns although both connections were open (joined, not timed).
     served.thread.join().unwrap();
@@ -229,10 +232,7 @@ fn one_address_cannot_take_every_connection() {
     );
     // ...while another address is served.
     let mut other = connect_from("127.0.0.2", addr);
-    other.write_all(HEALTH).unwrap();
-    let mut head = [0u8; 15];
-    other.read_exact(&mut head).unwrap();
-    assert_eq!(&head, b"HTTP/1.1 200 OK");
+    assert_served(&mut other, "another address");
 }
 
 #[test]

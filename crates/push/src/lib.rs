@@ -38,6 +38,9 @@ pub const MAX_CONNECTIONS: usize = 4096;
 pub const MAX_CONNECTIONS_PER_PEER: usize = MAX_CONNECTIONS / 8;
 /// A request body (at most `PUSH_BODY_LIMIT`) must arrive within this.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// An answer that cannot be written for this long (the client stopped reading) ends
+/// the connection.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A client gets this long to send a request head; slow or idle connections are closed.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -115,6 +118,9 @@ pub struct Settings {
     pub max_connections_per_peer: usize,
     /// How long a request body may take to arrive once its token is accepted.
     pub body_timeout: Duration,
+    /// How long writing an answer may make no progress (a client that stopped reading)
+    /// before the connection is closed.
+    pub write_timeout: Duration,
     /// How long a connection may take to send a request head, or stay idle between
     /// requests, before it is closed.
     pub header_timeout: Duration,
@@ -145,6 +151,7 @@ impl Settings {
             max_connections: MAX_CONNECTIONS,
             max_connections_per_peer: MAX_CONNECTIONS_PER_PEER,
             body_timeout: BODY_TIMEOUT,
+            write_timeout: WRITE_TIMEOUT,
             header_timeout: HEADER_TIMEOUT,
             default_period: heartbeat_config::DEFAULT_PERIOD,
             default_grace: heartbeat_config::DEFAULT_GRACE,

@@ -42,7 +42,9 @@ impl Listener {
     /// [`Settings::header_timeout`](crate::Settings), including an idle keep-alive one,
     /// is closed. One client address (an IPv6 /64) holds at most
     /// [`Settings::max_connections_per_peer`](crate::Settings) of them; more from it are
-    /// closed at once. (axum's `serve` has none of this.)
+    /// closed at once, and an answer that cannot be written for
+    /// [`Settings::write_timeout`](crate::Settings) ends its connection. (axum's `serve`
+    /// has none of this.)
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -51,6 +53,7 @@ impl Listener {
         let settings = &state.settings;
         let max = u32::try_from(settings.max_connections.max(1)).unwrap_or(u32::MAX);
         let header_timeout = settings.header_timeout;
+        let write_timeout = settings.write_timeout;
         let slots = Arc::new(tokio::sync::Semaphore::new(max as usize));
         let peers = Arc::new(PeerCounts::new(settings.max_connections_per_peer));
         let service = hyper_util::service::TowerToHyperService::new(router(state.clone()));
@@ -96,7 +99,11 @@ impl Listener {
                 builder
                     .timer(hyper_util::rt::TokioTimer::new())
                     .header_read_timeout(header_timeout);
-                let io = hyper_util::rt::TokioIo::new(stream);
+                // hyper has no write deadline, and its header timeout does not run
+                // while an answer waits to be written.
+                let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+                stream.set_write_timeout(Some(write_timeout));
+                let io = hyper_util::rt::TokioIo::new(Box::pin(stream));
                 let connection = builder.serve_connection(io, service);
                 let mut connection = std::pin::pin!(connection);
                 tokio::select! {

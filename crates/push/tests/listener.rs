@@ -58,8 +58,9 @@ fn serve_with(max_connections: usize, per_peer: usize, header_timeout: Duration)
         max_connections,
         max_connections_per_peer: per_peer,
         header_timeout,
-        // Bodies in these tests either come at once or never.
+        // Bodies in these tests either come at once or never, and so do reads of answers.
         body_timeout: Duration::from_millis(300),
+        write_timeout: Duration::from_millis(300),
         default_period: Duration::from_secs(60),
         default_grace: Duration::from_secs(60),
         db_path: dir.path().join("metrics.db"),
@@ -247,4 +248,38 @@ fn a_body_that_never_comes_gets_408() {
     let mut head = [0u8; 24];
     stream.read_exact(&mut head).unwrap();
     assert_eq!(&head, b"HTTP/1.1 408 Request Tim");
+}
+
+#[test]
+fn a_client_that_stops_reading_its_answers_is_disconnected() {
+    let served = serve(16, Duration::from_secs(60));
+    let addr = served.addr;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // A small receive buffer, so the answers back up quickly.
+    let mut stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.connect(addr).await.unwrap().into_std().unwrap()
+    });
+    stream.set_nonblocking(false).unwrap();
+    // If the server waited for ever, our own writes would block for ever too.
+    stream
+        .set_write_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let batch = HEALTH.repeat(1000);
+    let ended = loop {
+        if let Err(e) = stream.write_all(&batch) {
+            break e;
+        }
+    };
+    assert!(
+        matches!(
+            ended.kind(),
+            ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+        ),
+        "the server kept the connection: {ended}"
+    );
 }

@@ -51,6 +51,11 @@ async fn heartbeat(args: &[&str], stdin: Option<&str>) -> Output {
     child.wait_with_output().await.unwrap()
 }
 
+/// `heartbeat run <url> -- sh -c <script>`.
+async fn run_sh(url: &str, script: &str) -> Output {
+    heartbeat(&["run", url, "--", "sh", "-c", script], None).await
+}
+
 /// The agent's events for `job`, newest first.
 async fn events(agent: &Agent) -> Vec<Value> {
     let client = Client::new(ClientOptions {
@@ -102,7 +107,7 @@ async fn a_background_process_holding_the_output_open_does_not_hold_the_run() {
         pid_file.display()
     );
     let started = Instant::now();
-    let out = heartbeat(&["run", &url, "--", "sh", "-c", &script], None).await;
+    let out = run_sh(&url, &script).await;
     let took = started.elapsed();
     let background = std::fs::read_to_string(&pid_file).unwrap();
     let _ = std::process::Command::new("kill")
@@ -123,18 +128,7 @@ async fn run_reports_a_succeeding_and_a_failing_command() {
     let url = ping_url(&agent);
 
     // Success: output passed through, start and end paired by rid, duration from start to end.
-    let out = heartbeat(
-        &[
-            "run",
-            &url,
-            "--",
-            "sh",
-            "-c",
-            "echo to-stdout; echo to-stderr >&2; sleep 0.3",
-        ],
-        None,
-    )
-    .await;
+    let out = run_sh(&url, "echo to-stdout; echo to-stderr >&2; sleep 0.3").await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "to-stdout\n");
     assert_eq!(text(&out.stderr), "to-stderr\n", "no warnings");
@@ -160,11 +154,7 @@ async fn run_reports_a_succeeding_and_a_failing_command() {
     assert!(check.latency_ms.unwrap() >= 300.0, "{check:?}");
 
     // Failure: the command's exit code is ours, and the agent records it with the output.
-    let out = heartbeat(
-        &["run", &url, "--", "sh", "-c", "echo going wrong; exit 3"],
-        None,
-    )
-    .await;
+    let out = run_sh(&url, "echo going wrong; exit 3").await;
     assert_eq!(out.status.code(), Some(3));
     let ev = events(&agent).await;
     assert_eq!(ev[0]["exit_code"], 3, "{:?}", ev[0]);
@@ -177,7 +167,7 @@ async fn run_reports_a_succeeding_and_a_failing_command() {
     assert!(msg.contains("exit status 3"), "{msg}");
 
     // Killed by a signal: 128 + 9, as a shell reports it.
-    let out = heartbeat(&["run", &url, "--", "sh", "-c", "kill -9 $$"], None).await;
+    let out = run_sh(&url, "kill -9 $$").await;
     assert_eq!(out.status.code(), Some(137));
     assert_eq!(events(&agent).await[0]["exit_code"], 137);
 }
@@ -188,16 +178,9 @@ async fn run_sends_only_the_tail_and_reports_unstartable_commands() {
     let url = ping_url(&agent);
 
     // 2000 numbered lines (about 20 KB): the last 10 KB arrive, ending with the last line.
-    let out = heartbeat(
-        &[
-            "run",
-            &url,
-            "--",
-            "sh",
-            "-c",
-            "i=0; while [ $i -lt 2000 ]; do echo line-$i-padding; i=$((i+1)); done",
-        ],
-        None,
+    let out = run_sh(
+        &url,
+        "i=0; while [ $i -lt 2000 ]; do echo line-$i-padding; i=$((i+1)); done",
     )
     .await;
     assert_eq!(out.status.code(), Some(0));
@@ -308,7 +291,7 @@ async fn failures_to_ping_are_reported_without_the_token() {
         "{err}"
     );
     assert!(!err.contains("not-the-token"), "{err}");
-    let out = heartbeat(&["run", &bad, "--", "sh", "-c", "exit 4"], None).await;
+    let out = run_sh(&bad, "exit 4").await;
     assert_eq!(out.status.code(), Some(4));
     let err = text(&out.stderr);
     assert!(

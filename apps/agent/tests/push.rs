@@ -40,23 +40,21 @@ impl PushAgent {
     fn spawn(dir: tempfile::TempDir, vars: Vec<(String, String)>) -> PushAgent {
         let db = dir.path().join("data/metrics.db");
         let port = free_port();
-        let mut env = heartbeat_testkit::agent::baseline_env(&db, &format!("127.0.0.1:{port}"));
-        env.extend([
+        let fixed = [
             // The log is read by the secrets test.
-            ("RUST_LOG".into(), "debug".into()),
-            ("LOOP_INTERVAL_SECONDS".into(), "0.2".into()),
-            ("ADMIN_TOKEN".into(), ADMIN.into()),
-            ("SERVICE_URL_backup".into(), "push://".into()),
-            ("SERVICE_TOKEN_backup".into(), TOKEN.into()),
-        ]);
-        for (k, v) in &vars {
-            env.insert(k.clone(), v.clone());
-        }
+            ("RUST_LOG", "debug"),
+            ("LOOP_INTERVAL_SECONDS", "0.2"),
+            ("ADMIN_TOKEN", ADMIN),
+            ("SERVICE_URL_backup", "push://"),
+            ("SERVICE_TOKEN_backup", TOKEN),
+        ];
+        let env = fixed
+            .into_iter()
+            .chain(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let log = dir.path().join(format!("agent-{port}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_heartbeat-agent"))
-            .current_dir(dir.path())
-            .env_clear()
-            .envs(&env)
+        let bin = std::path::Path::new(env!("CARGO_BIN_EXE_heartbeat-agent"));
+        let addr = format!("127.0.0.1:{port}");
+        let child = heartbeat_testkit::agent::agent_command(bin, dir.path(), &db, &addr, env)
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(Stdio::null())
             .spawn()

@@ -23,6 +23,23 @@ pub fn baseline_env(db: &Path, agent_addr: &str) -> BTreeMap<String, String> {
     ])
 }
 
+/// `heartbeat-agent` at `bin`, to run in `dir` with exactly [`baseline_env`] plus `vars`
+/// (later ones win) and nothing of the test's own environment. Output goes where the
+/// caller sends it.
+pub fn agent_command<K: Into<String>, V: Into<String>>(
+    bin: &Path,
+    dir: &Path,
+    db: &Path,
+    agent_addr: &str,
+    vars: impl IntoIterator<Item = (K, V)>,
+) -> Command {
+    let mut env = baseline_env(db, agent_addr);
+    env.extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
+    let mut command = Command::new(bin);
+    command.current_dir(dir).env_clear().envs(&env);
+    command
+}
+
 /// A running `heartbeat-agent`; killed when dropped.
 #[derive(Debug)]
 pub struct Agent {
@@ -43,14 +60,9 @@ impl Agent {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("data/metrics.db");
         let port = free_port();
-        let mut env = baseline_env(&db, &format!("127.0.0.1:{port}"));
-        for (k, v) in vars {
-            env.insert((*k).into(), v.clone());
-        }
-        let mut child = Command::new(agent_binary())
-            .current_dir(dir.path())
-            .env_clear()
-            .envs(&env)
+        let vars = vars.iter().map(|(k, v)| (*k, v.as_str()));
+        let addr = format!("127.0.0.1:{port}");
+        let mut child = agent_command(agent_binary(), dir.path(), &db, &addr, vars)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

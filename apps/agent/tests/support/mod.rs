@@ -100,18 +100,14 @@ impl Agent {
 
     fn start_in(dir: tempfile::TempDir, vars: &[(&str, String)]) -> Agent {
         let db = dir.path().join("data/metrics.db");
-        let mut env = heartbeat_testkit::agent::baseline_env(&db, "127.0.0.1:0");
-        for (k, v) in vars {
-            env.insert((*k).into(), v.clone());
-        }
-        let child = Command::new(env!("CARGO_BIN_EXE_heartbeat-agent"))
-            .current_dir(dir.path())
-            .env_clear()
-            .envs(&env)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+        let bin = Path::new(env!("CARGO_BIN_EXE_heartbeat-agent"));
+        let vars = vars.iter().map(|(k, v)| (*k, v.as_str()));
+        let child =
+            heartbeat_testkit::agent::agent_command(bin, dir.path(), &db, "127.0.0.1:0", vars)
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap();
         Agent { child, dir, db }
     }
 

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use heartbeat_core::{CheckResult, Connectivity, CycleRecord, HostMetrics, TargetRef};
-use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
+use rusqlite::{CachedStatement, Connection, OpenFlags, TransactionBehavior, params};
 
 mod alerting;
 mod dashboard;
@@ -339,9 +339,16 @@ fn insert_raw(
     touched: &mut Vec<String>,
 ) -> Result<i64, StoreError> {
     let cycle_id = insert_cycle_row(tx, cycle)?;
+    let mut insert_check = prepare_check_insert(tx)?;
     for check in &cycle.checks {
         let target_id = resolve_target(tx, targets, &check.target, cycle.started_at_ms, touched)?;
-        insert_check_row(tx, cycle_id, target_id, cycle.started_at_ms, &check.result)?;
+        insert_check_row(
+            &mut insert_check,
+            cycle_id,
+            target_id,
+            cycle.started_at_ms,
+            &check.result,
+        )?;
     }
     Ok(cycle_id)
 }
@@ -408,19 +415,23 @@ pub(crate) fn resolve_target(
     Ok(id)
 }
 
-/// One `service_checks` row.
+/// The statement [`insert_check_row`] runs, prepared once per cycle by the caller.
+pub(crate) fn prepare_check_insert(tx: &Connection) -> Result<CachedStatement<'_>, StoreError> {
+    Ok(tx.prepare_cached(
+        "INSERT INTO service_checks (cycle_id, target_id, ts_ms, status, status_code, \
+         latency_ms, error_message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?)
+}
+
+/// One `service_checks` row, through `insert` from [`prepare_check_insert`].
 pub(crate) fn insert_check_row(
-    tx: &Connection,
+    insert: &mut CachedStatement<'_>,
     cycle_id: i64,
     target_id: i64,
     ts_ms: i64,
     r: &CheckResult,
 ) -> Result<(), StoreError> {
-    tx.prepare_cached(
-        "INSERT INTO service_checks (cycle_id, target_id, ts_ms, status, status_code, \
-         latency_ms, error_message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
+    insert.execute(params![
         cycle_id,
         target_id,
         ts_ms,

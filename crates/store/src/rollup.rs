@@ -14,6 +14,8 @@ use std::time::Duration;
 use rusqlite::{Connection, params};
 
 use crate::StoreError;
+#[cfg(any(test, feature = "synthetic"))]
+use crate::dashboard::{max_opt, min_opt};
 
 pub(crate) const MINUTE_MS: i64 = 60_000;
 pub(crate) const HOUR_MS: i64 = 3_600_000;
@@ -111,22 +113,6 @@ fn stored(v: Option<f64>) -> Option<f64> {
 }
 
 #[cfg(any(test, feature = "synthetic"))]
-fn fold_min(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-#[cfg(any(test, feature = "synthetic"))]
-fn fold_max(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-#[cfg(any(test, feature = "synthetic"))]
 /// An aggregate over values that may be missing: count, sum, min, max (like `lat_*`).
 #[derive(Debug, Clone, Copy, Default)]
 struct Agg {
@@ -144,8 +130,8 @@ impl Agg {
         if let Some(v) = stored(v) {
             self.n += 1;
             self.sum += v;
-            self.min = fold_min(self.min, Some(v));
-            self.max = fold_max(self.max, Some(v));
+            self.min = min_opt(self.min, Some(v));
+            self.max = max_opt(self.max, Some(v));
         }
     }
 }
@@ -295,8 +281,6 @@ fn cutoff(now_ms: i64, keep: Duration) -> i64 {
     now_ms.saturating_sub(keep_ms)
 }
 
-/// Deletes at most `budget` rows older than the retention, oldest first, in the caller's
-/// transaction. Returns `true` when the budget ran out (more may remain).
 /// What earlier prune calls of this process finished, so that a steady-state call does
 /// not run one DELETE per target per resolution every cycle for nothing.
 #[derive(Debug, Default)]
@@ -323,6 +307,8 @@ fn first_bucket_at_or_after(ms: i64, bucket_ms: i64) -> i64 {
         * bucket_ms
 }
 
+/// Deletes at most `budget` rows older than the retention, oldest first, in the caller's
+/// transaction. Returns `true` when the budget ran out (more may remain).
 pub(crate) fn prune(
     conn: &Connection,
     now_ms: i64,

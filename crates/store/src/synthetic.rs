@@ -19,7 +19,9 @@ use heartbeat_core::{
 };
 
 use crate::rollup::{CheckAcc, CycleAcc, HOUR_MS, MINUTE_MS, align};
-use crate::{Store, StoreError, insert_check_row, insert_cycle_row, resolve_target};
+use crate::{
+    Store, StoreError, insert_check_row, insert_cycle_row, prepare_check_insert, resolve_target,
+};
 
 /// Which resolutions a cycle is written to. Data older than a retention limit exists only at
 /// the coarser levels, so [`Levels`] lets a generator build a database exactly as retention
@@ -111,6 +113,7 @@ impl BulkWriter<'_> {
         };
         let mut touched = Vec::new();
         let minute = align(ts, MINUTE_MS);
+        let mut insert_check = prepare_check_insert(conn)?;
         for check in &cycle.checks {
             let target_id = resolve_target(
                 conn,
@@ -121,7 +124,7 @@ impl BulkWriter<'_> {
             )?;
             let r = &check.result;
             if let Some(cycle_id) = cycle_id {
-                insert_check_row(conn, cycle_id, target_id, ts, r)?;
+                insert_check_row(&mut insert_check, cycle_id, target_id, ts, r)?;
             }
             if levels.minute {
                 let acc = self.check_1m.entry((target_id, minute)).or_default();

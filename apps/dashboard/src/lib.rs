@@ -494,18 +494,12 @@ async fn live(
 
 /// A push target's newest progress task (LaneSwap style), without anything secret.
 fn progress_json(t: &heartbeat_store::PushTask, tz: &TimeZone) -> Value {
-    let pct = if t.total_steps > 0 {
-        ((t.current_step as f64 / t.total_steps as f64 * 100.0).clamp(0.0, 100.0) * 10.0).round()
-            / 10.0
-    } else {
-        0.0
-    };
     json!({
         "task_name": t.task_name,
         "status": t.status,
         "current_step": t.current_step,
         "total_steps": t.total_steps,
-        "percentage": pct,
+        "percentage": t.percentage(),
         "message": t.message,
         "updated_at_ms": t.updated_at_ms,
         "updated_at": format_time(t.updated_at_ms, tz),

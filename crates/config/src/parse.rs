@@ -288,6 +288,9 @@ enum Address {
     Push,
 }
 
+/// What a `docker:<container>` address starts with (after trimming).
+const DOCKER_SCHEME: &str = "docker:";
+
 fn parse_address(raw: &str) -> Result<Address, String> {
     let raw = raw.trim();
     if raw.is_empty() {
@@ -298,7 +301,7 @@ fn parse_address(raw: &str) -> Result<Address, String> {
     if raw.eq_ignore_ascii_case("push://") || raw.eq_ignore_ascii_case("push:") {
         return Ok(Address::Push);
     }
-    if let Some(container) = raw.strip_prefix("docker:") {
+    if let Some(container) = raw.strip_prefix(DOCKER_SCHEME) {
         let container = container.trim().trim_start_matches("//");
         if container.is_empty() {
             return Err("docker: needs a container name or id, e.g. docker:nginx".into());
@@ -426,7 +429,7 @@ pub(crate) fn targets(
                 fail(key, msg);
                 // Still check the HTTP options, so every mistake is reported at once
                 // rather than one more after each fix.
-                if !raw.trim_start().starts_with("docker:") {
+                if !raw.trim().starts_with(DOCKER_SCHEME) {
                     http_options(&option, &mut fail);
                 }
                 continue;

@@ -699,14 +699,6 @@ fn service_json(e: &Entry) -> Value {
     })
 }
 
-fn percentage(current: i64, total: i64) -> f64 {
-    if total <= 0 {
-        return 0.0;
-    }
-    let p = (current as f64 / total as f64 * 100.0).clamp(0.0, 100.0);
-    (p * 10.0).round() / 10.0
-}
-
 fn task_json(t: &PushTask) -> Value {
     let metadata = t
         .metadata
@@ -720,7 +712,7 @@ fn task_json(t: &PushTask) -> Value {
         "description": t.description,
         "total_steps": t.total_steps,
         "current_step": t.current_step,
-        "percentage": percentage(t.current_step, t.total_steps),
+        "percentage": t.percentage(),
         "status": t.status,
         "message": t.message,
         "metadata": metadata,
@@ -1008,7 +1000,7 @@ async fn pings(
             .collect();
         Ok((StatusCode::OK, json!({"pings": list})))
     };
-    json_answer(detached(run).await)
+    json_answer(run.await)
 }
 
 // ---------------------------------------------------------------- progress tasks

@@ -141,6 +141,17 @@ pub struct PushTask {
     pub completed_at_ms: Option<i64>,
 }
 
+impl PushTask {
+    /// Progress in percent, 0-100 to one decimal; 0 for a task without steps.
+    pub fn percentage(&self) -> f64 {
+        if self.total_steps <= 0 {
+            return 0.0;
+        }
+        let p = (self.current_step as f64 / self.total_steps as f64 * 100.0).clamp(0.0, 100.0);
+        (p * 10.0).round() / 10.0
+    }
+}
+
 /// One change for the writer; [`Store::push_apply`] commits a batch of them at once.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PushOp {

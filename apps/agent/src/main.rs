@@ -98,9 +98,7 @@ fn healthcheck(config: &AgentConfig) -> Result<String, heartbeat_healthcheck::He
         .map_err(|e| HealthError::Other(format!("SQLITE_DB_PATH: {e}")))?
         .ok_or_else(|| HealthError::Other("no cycle recorded yet".to_owned()))?;
     let limit = (config.loop_interval * 3).max(std::time::Duration::from_secs(60));
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let now_ms = heartbeat_core::now_ms();
     let age = std::time::Duration::from_millis(u64::try_from(now_ms - latest.ts_ms).unwrap_or(0));
     if age <= limit {
         Ok(format!("last cycle {:.1} s ago", age.as_secs_f64()))
@@ -234,10 +232,7 @@ async fn push_setup(
     config: &AgentConfig,
     store: &mut Store,
 ) -> anyhow::Result<heartbeat_monitor::PushSetup> {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default();
+    let now_ms = heartbeat_core::now_ms();
     store
         .push_sync_config(&heartbeat_push::configured_definitions(config), now_ms)
         .context("cannot store the configured push targets")?;

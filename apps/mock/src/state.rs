@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -116,11 +116,7 @@ pub struct Mock {
     pub(crate) secret_key: String,
 }
 
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+pub(crate) use heartbeat_core::now_ms;
 
 /// Service names end up in `SERVICE_URL_<name>`: keep them to letters, digits, `_` and `-`.
 pub(crate) fn validate_name(name: &str) -> Result<(), ApiError> {

@@ -285,6 +285,13 @@ impl Target {
 }
 
 /// Drops user-info (passwords) from a URL before it is shown or stored.
+/// The wall clock in UTC milliseconds since the Unix epoch (0 before 1970).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 pub fn redact_url(url: &Url) -> String {
     let mut shown = url.clone();
     if !shown.username().is_empty() || shown.password().is_some() {

@@ -1,7 +1,7 @@
 //! One cycle: every probe at once, plus host metrics and connectivity.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use heartbeat_config::{AgentConfig, OutboundHeartbeat};
 use heartbeat_core::{
@@ -125,10 +125,7 @@ impl Monitor {
     /// results are ready, not the write that follows.
     pub async fn run_cycle(&mut self) -> CycleRecord {
         let started = Instant::now();
-        let started_at_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or_default();
+        let started_at_ms = heartbeat_core::now_ms();
 
         let ping = self.ping.clone().map(|(target, timeout)| {
             let http = Arc::clone(&self.http);
@@ -195,11 +192,7 @@ impl Monitor {
             })
             .collect();
         if let Some(registry) = &self.push {
-            let now_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or_default();
-            checks.extend(registry.evaluate(now_ms));
+            checks.extend(registry.evaluate(heartbeat_core::now_ms()));
         }
 
         let mut record = CycleRecord {

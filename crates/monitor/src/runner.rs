@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use heartbeat_config::AgentConfig;
 use heartbeat_core::CycleRecord;
@@ -68,12 +68,7 @@ pub(crate) enum WriterCommand {
     },
 }
 
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
+pub(crate) use heartbeat_core::now_ms;
 
 /// Runs the agent until `shutdown` resolves (or `max_cycles` is reached), then
 /// lets the writer finish and closes the database cleanly. Returns the number

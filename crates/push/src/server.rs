@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -243,12 +242,7 @@ pub fn router(state: Arc<PushState>) -> Router {
         .with_state(state)
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
+use heartbeat_core::now_ms;
 
 fn rfc3339(ms: i64) -> Value {
     match Timestamp::from_millisecond(ms) {

@@ -127,12 +127,7 @@ fn scenario(agent_bin: &Path, clients: usize, run_for: Duration) -> anyhow::Resu
     ))
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
+use heartbeat_core::now_ms;
 
 /// One keep-alive connection sending `GET /ping/<token>` back to back until `stop_at`;
 /// returns the latency of each acknowledged ping in ms.

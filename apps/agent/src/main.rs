@@ -93,13 +93,13 @@ fn healthcheck(config: &AgentConfig) -> Result<String, heartbeat_healthcheck::He
     let path = &config.sqlite_db_path;
     let store = heartbeat_store::ReadStore::open(path)
         .map_err(|e| HealthError::Other(format!("SQLITE_DB_PATH: {e}")))?;
-    let latest = store
-        .latest_cycle()
+    let latest_ts_ms = store
+        .latest_cycle_ts_ms()
         .map_err(|e| HealthError::Other(format!("SQLITE_DB_PATH: {e}")))?
         .ok_or_else(|| HealthError::Other("no cycle recorded yet".to_owned()))?;
     let limit = (config.loop_interval * 3).max(std::time::Duration::from_secs(60));
     let now_ms = heartbeat_core::now_ms();
-    let age = std::time::Duration::from_millis(u64::try_from(now_ms - latest.ts_ms).unwrap_or(0));
+    let age = std::time::Duration::from_millis(u64::try_from(now_ms - latest_ts_ms).unwrap_or(0));
     if age <= limit {
         Ok(format!("last cycle {:.1} s ago", age.as_secs_f64()))
     } else {

@@ -251,10 +251,10 @@ async fn openapi() -> Response {
 async fn health(State(state): State<AppState>) -> Response {
     let now = state.now_ms();
     let stale_s = state.0.config.stale_after.as_secs_f64();
-    match state.read(|s| s.latest_cycle()).await {
-        Ok(Some(cycle)) => {
+    match state.read(|s| s.latest_cycle_ts_ms()).await {
+        Ok(Some(last_cycle_ms)) => {
             #[allow(clippy::cast_precision_loss)]
-            let age_s = (now - cycle.ts_ms) as f64 / 1000.0;
+            let age_s = (now - last_cycle_ms) as f64 / 1000.0;
             let fresh = age_s <= stale_s;
             json_response(
                 if fresh {
@@ -264,7 +264,7 @@ async fn health(State(state): State<AppState>) -> Response {
                 },
                 &json!({
                     "status": if fresh { "ok" } else { "stale" },
-                    "last_cycle_ms": cycle.ts_ms,
+                    "last_cycle_ms": last_cycle_ms,
                     "age_s": age_s,
                     "stale_after_s": stale_s,
                 }),

@@ -516,6 +516,11 @@ macro_rules! read_api {
                 read::cycle_count(&self.conn)
             }
 
+            /// `ts_ms` of the newest cycle, if any, without its checks.
+            pub fn latest_cycle_ts_ms(&self) -> Result<Option<i64>, StoreError> {
+                read::latest_cycle_ts_ms(&self.conn)
+            }
+
             /// Number of checks stored.
             pub fn check_count(&self) -> Result<u64, StoreError> {
                 read::check_count(&self.conn)

@@ -25,6 +25,15 @@ pub(crate) fn cycle_count(conn: &Connection) -> Result<u64, StoreError> {
     count(conn, "SELECT count(*) FROM monitoring_cycles")
 }
 
+/// `ts_ms` of the newest cycle, without loading its checks (health checks poll this).
+pub(crate) fn latest_cycle_ts_ms(conn: &Connection) -> Result<Option<i64>, StoreError> {
+    use rusqlite::OptionalExtension as _;
+    Ok(conn
+        .prepare_cached("SELECT ts_ms FROM monitoring_cycles ORDER BY ts_ms DESC, id DESC LIMIT 1")?
+        .query_row([], |r| r.get(0))
+        .optional()?)
+}
+
 pub(crate) fn check_count(conn: &Connection) -> Result<u64, StoreError> {
     count(conn, "SELECT count(*) FROM service_checks")
 }

@@ -14,25 +14,16 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use heartbeat_store::ReadStore;
+use heartbeat_testkit::{Proc, free_port};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(30);
 /// Polling interval while waiting for a condition (never a synchronisation guess).
 const POLL: Duration = Duration::from_millis(25);
-
-/// Kills and reaps a child process when dropped (also on panic).
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn agent_binary() -> Option<PathBuf> {
     // target/<profile>/deps/robustness-<hash> → target/<profile>/heartbeat-agent
@@ -68,13 +59,6 @@ fn ok_server() -> SocketAddr {
         }
     });
     addr
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
 }
 
 /// `GET path` with `Connection: close`: (status, body). `None` while nothing listens.
@@ -173,17 +157,13 @@ fn dashboard(mode: &ReadOnly, data: &Path, port: u16) -> Proc {
 }
 
 fn agent(bin: &Path, data: &Path, target: SocketAddr) -> Proc {
-    let child = Command::new(bin)
-        .current_dir(data)
-        .env_clear()
-        .env("SQLITE_DB_PATH", data.join("metrics.db"))
-        .env("SERVICE_URL_web", format!("http://{target}/health"))
-        .env("LOOP_INTERVAL_SECONDS", "0.2")
-        .env("PING_URL", "")
-        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-        // Tests run in parallel: never the default push port.
-        .env("AGENT_ADDR", "off")
-        .env("RUST_LOG", "warn")
+    let vars = [
+        ("SERVICE_URL_web", format!("http://{target}/health")),
+        ("LOOP_INTERVAL_SECONDS", "0.2".to_owned()),
+    ];
+    // Tests run in parallel: no push listener at all (never the default port).
+    let db = data.join("metrics.db");
+    let child = heartbeat_testkit::agent::agent_command(bin, data, &db, "off", vars)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

@@ -1,7 +1,7 @@
 //! Development tasks. `cargo xtask dev` runs the whole local stack (mock, agent and
 //! dashboard) with no Docker and no configuration.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitCode};
 use std::time::{Duration, Instant};
 
@@ -90,8 +90,7 @@ fn dev() -> anyhow::Result<()> {
         bail!("cargo build -p heartbeat-mock -p heartbeat-agent -p heartbeat-dashboard failed");
     }
 
-    let target_dir =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let target_dir = xtask::images::target_dir(&root);
     let bin = target_dir.join("debug");
     std::fs::create_dir_all(root.join("data")).context("cannot create data/")?;
     let dev_dir = target_dir.join("dev");

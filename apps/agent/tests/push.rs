@@ -591,10 +591,10 @@ fn laneswap_api_registers_beats_tracks_progress_and_deletes() {
     });
 
     // The progress counts as a sign of life: the critical heartbeat was replaced by a success.
-    let checks_seen = agent.wait_check("worker", "healthy after the task", |r| {
+    // (wait_check fails the test unless such a check arrives.)
+    agent.wait_check("worker", "healthy after the task", |r| {
         r.status == Status::Healthy
     });
-    assert_eq!(checks_seen.status, Status::Healthy);
     let store = ReadStore::open(&agent.db).unwrap();
     assert!(
         store

@@ -86,9 +86,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
 fn healthcheck(config: &AgentConfig) -> Result<String, heartbeat_healthcheck::HealthError> {
     use heartbeat_healthcheck::HealthError;
     if let Some(addr) = config.push.addr {
-        let target = heartbeat_healthcheck::loopback(addr);
-        return heartbeat_healthcheck::http_get(target, "/health", heartbeat_healthcheck::TIMEOUT)
-            .map(|code| format!("GET /health on {target}: {code}"));
+        return heartbeat_healthcheck::probe(addr, "/health");
     }
     let path = &config.sqlite_db_path;
     let store = heartbeat_store::ReadStore::open(path)

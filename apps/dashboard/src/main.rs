@@ -71,10 +71,7 @@ fn main() -> anyhow::Result<ExitCode> {
     // `heartbeat-dashboard healthcheck`: Docker's HEALTHCHECK in an image with no shell.
     // Healthy while `/health` is 200, i.e. the server answers and the data is fresh.
     if std::env::args().nth(1).as_deref() == Some("healthcheck") {
-        let addr = heartbeat_healthcheck::loopback(listen_addr()?);
-        let outcome =
-            heartbeat_healthcheck::http_get(addr, "/health", heartbeat_healthcheck::TIMEOUT)
-                .map(|code| format!("GET /health on {addr}: {code}"));
+        let outcome = heartbeat_healthcheck::probe(listen_addr()?, "/health");
         return Ok(heartbeat_healthcheck::report(
             "heartbeat-dashboard",
             outcome,

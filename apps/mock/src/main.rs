@@ -64,10 +64,7 @@ enum MockCommand {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     if let Some(MockCommand::Healthcheck) = cli.command {
-        let addr = heartbeat_healthcheck::loopback(cli.addr);
-        let outcome =
-            heartbeat_healthcheck::http_get(addr, "/api/state", heartbeat_healthcheck::TIMEOUT)
-                .map(|code| format!("GET /api/state on {addr}: {code}"));
+        let outcome = heartbeat_healthcheck::probe(cli.addr, "/api/state");
         return heartbeat_healthcheck::report("heartbeat-mock", outcome);
     }
     match run(cli) {

@@ -53,6 +53,13 @@ pub fn loopback(listen: SocketAddr) -> SocketAddr {
     SocketAddr::new(ip, listen.port())
 }
 
+/// What each binary's `healthcheck` does: `GET path` (within [`TIMEOUT`]) on the loopback
+/// address of `listen`, described for [`report`].
+pub fn probe(listen: SocketAddr, path: &str) -> Result<String, HealthError> {
+    let addr = loopback(listen);
+    http_get(addr, path, TIMEOUT).map(|code| format!("GET {path} on {addr}: {code}"))
+}
+
 /// `GET path` on `addr`; `Ok` with the status code when it is 2xx.
 pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<u16, HealthError> {
     let io = |source| HealthError::Io { addr, source };
